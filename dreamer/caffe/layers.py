@@ -1,0 +1,362 @@
+"""Caffe layers as PyTorch modules, with Caffe's exact forward semantics.
+
+Each builder takes a `LayerSpec` (format-independent, see spec.py) and returns a module
+whose forward maps the layer's bottom tensors to a tuple of top tensors. Weights are
+buffers, never parameters: dreaming differentiates with respect to the image only.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamer.caffe.spec import LayerSpec
+from dreamer.errors import DreamerError
+
+
+def _pair(scalar_list, h, w, default):
+    """Caffe's `kernel_size: 3` / `kernel_h: 3 kernel_w: 5` spellings as (h, w)."""
+    if h is not None and w is not None:
+        return int(h), int(w)
+    if len(scalar_list) > 2:
+        raise ValueError("only 2-D convolutions and poolings are supported")
+    if len(scalar_list) == 2:
+        return int(scalar_list[0]), int(scalar_list[1])
+    if len(scalar_list) == 1:
+        return int(scalar_list[0]), int(scalar_list[0])
+    return default
+
+
+def _opt(msg, field):
+    return getattr(msg, field) if msg.HasField(field) else None
+
+
+def _weights(spec: LayerSpec, index: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Blob `index` of the layer, reshaped to `shape` (V1 files pad shapes to 4-D)."""
+    if len(spec.blobs) <= index:
+        raise DreamerError(f"layer '{spec.name}' ({spec.type}) has no weights in the "
+                           "caffemodel; check that -m names the weights of this prototxt")
+    blob = spec.blobs[index]
+    if blob.size != math.prod(shape):
+        raise DreamerError(f"weights of layer '{spec.name}' have shape {blob.shape}, the "
+                           f"prototxt needs {shape}; the caffemodel does not belong to "
+                           "this prototxt")
+    return torch.from_numpy(np.ascontiguousarray(blob, dtype=np.float32).reshape(shape))
+
+
+class CaffeLayer(nn.Module):
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.name, self.type = spec.name, spec.type
+        self.bottoms, self.tops = list(spec.bottoms), list(spec.tops)
+
+    def extra_repr(self) -> str:
+        return f"{self.name!r}"
+
+
+class Convolution(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("convolution_param")
+        kh, kw = _pair(p.kernel_size, _opt(p, "kernel_h"), _opt(p, "kernel_w"), None)
+        self.stride = _pair(p.stride, _opt(p, "stride_h"), _opt(p, "stride_w"), (1, 1))
+        self.padding = _pair(p.pad, _opt(p, "pad_h"), _opt(p, "pad_w"), (0, 0))
+        self.dilation = _pair(p.dilation, None, None, (1, 1))
+        self.groups = p.group
+        blob = spec.blobs[0] if spec.blobs else None
+        in_per_group = blob.size // (p.num_output * kh * kw) if blob is not None else 0
+        self.register_buffer("weight", _weights(spec, 0, (p.num_output, in_per_group, kh, kw)))
+        bias = _weights(spec, 1, (p.num_output,)) if p.bias_term else None
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        return (F.conv2d(x, self.weight, self.bias, self.stride, self.padding,
+                         self.dilation, self.groups),)
+
+
+class ReLU(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        self.negative_slope = spec.param("relu_param").negative_slope
+
+    def forward(self, x):
+        if self.negative_slope == 0:
+            return (F.relu(x),)
+        return (F.leaky_relu(x, self.negative_slope),)
+
+
+def caffe_pool_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
+    """Caffe's pooled output size: rounds up, but no window may start in the far padding."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if pad > 0 and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _torch_pool_size(size, kernel, stride, pad):
+    out = -(-(size + 2 * pad - kernel) // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+class Pooling(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("pooling_param")
+        if p.pool not in (0, 1):
+            raise DreamerError(f"layer '{spec.name}': stochastic pooling is not supported "
+                               "(only MAX and AVE); use a deploy net without it")
+        self.max = p.pool == 0
+        self.global_pooling = p.global_pooling
+        self.kernel = _pair([p.kernel_size] if p.HasField("kernel_size") else [],
+                            _opt(p, "kernel_h"), _opt(p, "kernel_w"), None)
+        self.stride = _pair([p.stride], _opt(p, "stride_h"), _opt(p, "stride_w"), (1, 1))
+        self.pad = _pair([p.pad], _opt(p, "pad_h"), _opt(p, "pad_w"), (0, 0))
+        self.ceil = p.round_mode == 0
+        if not self.global_pooling and self.kernel is None:
+            raise DreamerError(f"layer '{spec.name}': pooling without kernel_size; "
+                               "fix the prototxt")
+
+    def forward(self, x):
+        if self.global_pooling:
+            return (x.amax((2, 3), keepdim=True) if self.max else x.mean((2, 3), keepdim=True),)
+        sizes = x.shape[-2:]
+        out = [caffe_pool_size(n, k, s, p, self.ceil)
+               for n, k, s, p in zip(sizes, self.kernel, self.stride, self.pad)]
+        native = all(
+            o == _torch_pool_size(n, k, s, p) and 2 * p <= k
+            for o, n, k, s, p in zip(out, sizes, self.kernel, self.stride, self.pad))
+        if native:
+            if self.max:
+                return (F.max_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True),)
+            return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
+                                 count_include_pad=True),)
+        return (self._explicit(x, out),)
+
+    def _explicit(self, x, out):
+        """Any pad/kernel/stride combination, padded by hand to Caffe's output size."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
+        H, W = x.shape[-2:]
+        extra_h = (out[0] - 1) * sh + kh - H - ph
+        extra_w = (out[1] - 1) * sw + kw - W - pw
+        fill = -math.inf if self.max else 0.0
+        padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
+        if self.max:
+            return F.max_pool2d(padded, self.kernel, self.stride)
+        sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
+        # Caffe divides by the window clipped to the padded image, not the overhang.
+        rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
+        cols = [min(j * sw - pw + kw, W + pw) - (j * sw - pw) for j in range(out[1])]
+        count = torch.tensor(np.outer(rows, cols), dtype=x.dtype, device=x.device)
+        return sums / count
+
+
+class LRN(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("lrn_param")
+        if p.local_size % 2 == 0:
+            raise DreamerError(f"layer '{spec.name}': LRN local_size must be odd "
+                               f"(is {p.local_size}), as in Caffe; fix the prototxt")
+        self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
+        self.across = p.norm_region == 0
+        self._band = None
+
+    def band(self, channels: int, like: torch.Tensor) -> torch.Tensor:
+        """C x C 0/1 matrix summing each channel's window: one matmul instead of a loop."""
+        band = self._band
+        if band is None or band.shape[0] != channels or band.device != like.device \
+                or band.dtype != like.dtype:
+            idx = torch.arange(channels, device=like.device)
+            half = (self.size - 1) // 2
+            band = ((idx[:, None] - idx[None, :]).abs() <= half).to(like.dtype)
+            self._band = band
+        return band
+
+    def forward(self, x):
+        if self.across:
+            sq = (x * x).movedim(1, -1)
+            window = (sq @ self.band(x.shape[1], x)).movedim(-1, 1)
+            scale = window * (self.alpha / self.size) + self.k
+        else:
+            pad = (self.size - 1) // 2
+            avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
+            scale = avg * self.alpha + 1.0  # Caffe's WITHIN_CHANNEL ignores k
+        return (x * scale.pow(-self.beta),)
+
+
+class Concat(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("concat_param")
+        self.axis = p.axis if p.HasField("axis") else int(p.concat_dim)
+
+    def forward(self, *xs):
+        return (torch.cat(xs, self.axis),)
+
+
+class InnerProduct(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("inner_product_param")
+        self.axis, self.transpose = p.axis, p.transpose
+        blob = spec.blobs[0] if spec.blobs else None
+        inputs = blob.size // p.num_output if blob is not None else 0
+        shape = (inputs, p.num_output) if p.transpose else (p.num_output, inputs)
+        self.register_buffer("weight", _weights(spec, 0, shape))
+        bias = _weights(spec, 1, (p.num_output,)) if p.bias_term else None
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        x = x.flatten(self.axis)
+        weight = self.weight.t() if self.transpose else self.weight
+        return (F.linear(x, weight, self.bias),)
+
+
+class Dropout(CaffeLayer):
+    """Identity at test time: Caffe scales during training, not inference."""
+
+    def forward(self, x):
+        return (x,)
+
+
+class Softmax(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        self.axis = spec.param("softmax_param").axis
+
+    def forward(self, x):
+        return (torch.softmax(x, self.axis),)
+
+
+class Split(CaffeLayer):
+    def forward(self, x):
+        return tuple(x for _ in self.tops)
+
+
+class Eltwise(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("eltwise_param")
+        self.operation = p.operation
+        self.coeff = list(p.coeff)
+        if self.coeff and (self.operation != 1 or len(self.coeff) != len(spec.bottoms)):
+            raise DreamerError(f"layer '{spec.name}': Eltwise coeff needs SUM and one value "
+                               "per bottom; fix the prototxt")
+
+    def forward(self, *xs):
+        if self.operation == 0:
+            out = xs[0]
+            for x in xs[1:]:
+                out = out * x
+        elif self.operation == 2:
+            out = xs[0]
+            for x in xs[1:]:
+                out = torch.maximum(out, x)
+        else:
+            coeff = self.coeff or [1.0] * len(xs)
+            out = xs[0] * coeff[0]
+            for c, x in zip(coeff[1:], xs[1:]):
+                out = out + x * c
+        return (out,)
+
+
+def _channel_view(t: torch.Tensor, ndim: int, axis: int = 1) -> torch.Tensor:
+    shape = [1] * ndim
+    shape[axis:axis + t.dim()] = t.shape
+    return t.reshape(shape)
+
+
+class BatchNorm(CaffeLayer):
+    """Inference with the stored statistics (Caffe keeps them scaled by blob 2)."""
+
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        eps = spec.param("batch_norm_param").eps
+        mean_blob = spec.blobs[0] if spec.blobs else None
+        channels = mean_blob.size if mean_blob is not None else 0
+        mean = _weights(spec, 0, (channels,))
+        var = _weights(spec, 1, (channels,))
+        factor = float(_weights(spec, 2, (1,))[0])
+        factor = 0.0 if factor == 0 else 1.0 / factor
+        self.register_buffer("mean", mean * factor)
+        self.register_buffer("inv_std", (var * factor + eps).rsqrt())
+
+    def forward(self, x):
+        n = x.dim()
+        return ((x - _channel_view(self.mean, n)) * _channel_view(self.inv_std, n),)
+
+
+class Scale(CaffeLayer):
+    """Per-channel (or per-axes) scale and optional bias; with two bottoms, the second
+    bottom is the scale."""
+
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("scale_param")
+        self.axis = p.axis
+        learned = len(spec.bottoms) == 1
+        self.register_buffer("scale", self._blob(spec, 0) if learned else None)
+        bias = self._blob(spec, 1 if learned else 0) if p.bias_term else None
+        self.register_buffer("bias", bias)
+
+    @staticmethod
+    def _blob(spec, index):
+        shape = spec.blobs[index].shape if len(spec.blobs) > index else (0,)
+        return _weights(spec, index, tuple(shape))
+
+    def _view(self, t, x):
+        if t.numel() == 1:
+            return t.reshape([1] * x.dim())
+        return _channel_view(t, x.dim(), self.axis % x.dim())
+
+    def forward(self, x, *other):
+        scale = other[0] if other else self.scale
+        out = x * self._view(scale, x)
+        if self.bias is not None:
+            out = out + self._view(self.bias, x)
+        return (out,)
+
+
+class Sigmoid(CaffeLayer):
+    def forward(self, x):
+        return (torch.sigmoid(x),)
+
+
+class TanH(CaffeLayer):
+    def forward(self, x):
+        return (torch.tanh(x),)
+
+
+class Flatten(CaffeLayer):
+    def __init__(self, spec: LayerSpec):
+        super().__init__(spec)
+        p = spec.param("flatten_param")
+        self.axis, self.end_axis = p.axis, p.end_axis
+
+    def forward(self, x):
+        return (torch.flatten(x, self.axis, self.end_axis),)
+
+
+BUILDERS = {
+    "Convolution": Convolution, "ReLU": ReLU, "Pooling": Pooling, "LRN": LRN,
+    "Concat": Concat, "InnerProduct": InnerProduct, "Dropout": Dropout, "Softmax": Softmax,
+    "Split": Split, "Eltwise": Eltwise, "BatchNorm": BatchNorm, "Scale": Scale,
+    "Sigmoid": Sigmoid, "TanH": TanH, "Flatten": Flatten,
+}
+
+
+def build_layer(spec: LayerSpec) -> CaffeLayer:
+    builder = BUILDERS.get(spec.type)
+    if builder is None:
+        raise DreamerError(f"layer '{spec.name}' has type {spec.type}, which is not supported "
+                           f"(supported: {', '.join(BUILDERS)}); use a deploy net without it")
+    try:
+        return builder(spec)
+    except ValueError as e:
+        raise DreamerError(f"layer '{spec.name}' ({spec.type}): {e}; fix the prototxt") from None

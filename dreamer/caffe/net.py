@@ -1,0 +1,102 @@
+"""A Caffe deploy net as a PyTorch module: `net.forward(x, end=layer_name)`."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dreamer.caffe import proto
+from dreamer.caffe.layers import build_layer
+from dreamer.caffe.spec import NetSpec, net_spec
+from dreamer.errors import DreamerError
+
+
+class CaffeNet(nn.Module):
+    """Runs the layers in prototxt order, as Caffe does; in-place layers (ReLU on its own
+    bottom) rebind the blob name, so stopping at a layer sees exactly Caffe's blob."""
+
+    def __init__(self, spec: NetSpec):
+        super().__init__()
+        self.name = spec.name
+        self.input_name, self.input_shape = next(iter(spec.inputs.items()))
+        self.layers = nn.ModuleList(build_layer(layer) for layer in spec.layers)
+        self._index = {layer.name: i for i, layer in enumerate(self.layers)}
+        self._check_graph(spec)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _check_graph(self, spec: NetSpec) -> None:
+        known = set(spec.inputs)
+        for layer in self.layers:
+            missing = [b for b in layer.bottoms if b not in known]
+            if missing:
+                raise DreamerError(f"layer '{layer.name}' reads blob '{missing[0]}' that no "
+                                   "earlier layer makes; fix the prototxt")
+            if not layer.tops:
+                raise DreamerError(f"layer '{layer.name}' has no top; fix the prototxt")
+            known.update(layer.tops)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def check_end(self, end: str) -> str:
+        if end not in self._index:
+            raise DreamerError(f"unknown layer '{end}'; valid layers: "
+                               f"{', '.join(self.layer_names)}")
+        return end
+
+    def forward(self, x: torch.Tensor, end: str | None = None) -> torch.Tensor:
+        """The first top of layer `end` (default: the last layer); nothing past it runs."""
+        stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
+        blobs = {self.input_name: x}
+        for layer in self.layers[:stop + 1]:
+            outputs = layer(*[blobs[b] for b in layer.bottoms])
+            blobs.update(zip(layer.tops, outputs))
+        return blobs[self.layers[stop].tops[0]]
+
+    def validate(self, height: int = 224, width: int = 224, end: str | None = None) -> None:
+        """Runs the net up to `end` on shapes only (meta tensors: no memory, no arithmetic).
+
+        Raises ValueError naming the first layer that cannot take its input, so callers
+        can tell the user at load time, not in the middle of a dream.
+        """
+        channels = self.input_shape[1] if len(self.input_shape) > 1 else 3
+        stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
+        blobs = {self.input_name: torch.empty(1, channels, height, width, device="meta")}
+        for layer in self.layers[:stop + 1]:
+            try:
+                outputs = _meta_copy(layer)(*[blobs[b] for b in layer.bottoms])
+            except DreamerError:
+                raise
+            except (RuntimeError, ValueError, IndexError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ValueError(f"layer '{layer.name}' ({layer.type}): {first}") from None
+            blobs.update(zip(layer.tops, outputs))
+
+
+def _meta_copy(layer: nn.Module) -> nn.Module:
+    """The layer with its buffers as shape-only meta tensors (no memory, no arithmetic)."""
+    clone = copy.copy(layer)
+    clone._buffers = {k: (v.to("meta") if v is not None else None)
+                      for k, v in layer._buffers.items()}
+    return clone
+
+
+def load_net(prototxt: Path, caffemodel: Path) -> CaffeNet:
+    """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet."""
+    for path, what in ((prototxt, "model definition"), (caffemodel, "model weights")):
+        if not Path(path).is_file():
+            raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
+                               "folder and -m/--model_name at its .caffemodel")
+    spec = net_spec(proto.read_prototxt(prototxt), proto.read_caffemodel(caffemodel))
+    net = CaffeNet(spec)
+    height, width = (net.input_shape[-2:] if len(net.input_shape) == 4 else (224, 224))
+    try:
+        net.validate(height, width)
+    except ValueError as e:
+        raise DreamerError(f"{e}; the caffemodel does not belong to this prototxt, or the "
+                           "prototxt is wrong") from None
+    return net

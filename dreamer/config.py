@@ -1,0 +1,60 @@
+"""Every default of a dream run, in one place: argparse reads them from here and the
+library takes a `DreamConfig`, never an argparse Namespace."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# The original's layer loop: down the inception outputs and back up again.
+CUSTOM_LOOP = (
+    "inception_4c/output", "inception_4d/output", "inception_4e/output",
+    "inception_5a/output", "inception_5b/output", "inception_5a/output",
+    "inception_4e/output", "inception_4d/output", "inception_4c/output",
+)
+
+# ImageNet BGR mean the original (and google/deepdream) subtract before the net.
+BGR_MEAN = (104.0, 116.0, 122.0)
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    input: str
+    output: str
+    image_type: str | None = None          # png | jpg; None: whatever the input holds
+    gpu: int | None = None                 # CUDA device index; None: CPU
+    model_path: str = "../caffe/models/bvlc_googlenet/"
+    model_name: str = "bvlc_googlenet.caffemodel"
+    prototxt: str = "deploy.prototxt"      # inside model_path, as in the original
+    preview: int = 0                       # resize frames to this width first; 0: off
+    octave_n: int = 4
+    octave_scale: float = 1.4
+    iter_n: int = 10
+    jitter: int = 32
+    zoom: float = 1.0                      # scale the carried dream by this each frame
+    step_size: float = 1.5
+    blend: str = "0.5"                     # weight of the new raw frame, or loop | random
+    layers: tuple[str, ...] = ("customloop",)
+    verbose: int = 1
+    guide_image: str | None = None
+    start_frame: int | None = None         # None: the first frame there
+    end_frame: int | None = None           # None: the last frame there
+    seed: int | None = None                # None: drawn, reported and recorded
+    mean: tuple[float, float, float] = field(default=BGR_MEAN)
+
+    @property
+    def end_layers(self) -> tuple[str, ...]:
+        """`layers` with `customloop` spelled out."""
+        out: list[str] = []
+        for name in self.layers:
+            out.extend(CUSTOM_LOOP if name == "customloop" else (name,))
+        return tuple(out)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default(name: str):
+    """The default of one DreamConfig field, for argparse."""
+    for f in fields(DreamConfig):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)

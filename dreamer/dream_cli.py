@@ -1,0 +1,106 @@
+"""Stage 2's command line: the original DeepDreamVideo flags, mapped onto DreamConfig.
+
+Parsing only; the work is dreamer.sequence.dream_sequence.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from dreamer.config import DreamConfig, default
+from dreamer.errors import DreamerError
+from dreamer.sequence import dream_sequence
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not usage plus error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog, description="Dream on numbered video frames "
+                      "(%%08d.png|jpg) with a Caffe model; frame k is blended with the dream "
+                      "of frame k-1 so the hallucinations flow.")
+    p.add_argument("-i", "--input", required=True, help="folder of input frames")
+    p.add_argument("-o", "--output", required=True, help="folder for the dreamed frames")
+    p.add_argument("-it", "--image_type", choices=("png", "jpg"), default=None,
+                   help="frame file type (default: whichever the input folder holds)")
+    p.add_argument("--gpu", type=int, nargs="?", const=0, default=default("gpu"),
+                   metavar="N", help="dream on CUDA device N (default: the CPU; "
+                   "--gpu alone means 0)")
+    p.add_argument("-t", "--model_path", default=default("model_path"),
+                   help="folder holding deploy.prototxt and the caffemodel (default: %(default)s)")
+    p.add_argument("-m", "--model_name", default=default("model_name"),
+                   help="the caffemodel's file name (default: %(default)s)")
+    p.add_argument("-p", "--preview", type=int, default=default("preview"),
+                   help="resize frames to this width first, aspect kept (default: 0 = off)")
+    p.add_argument("-oct", "--octaves", type=int, default=default("octave_n"),
+                   help="number of octaves, the image pyramid's levels (default: %(default)s)")
+    p.add_argument("-octs", "--octavescale", type=float, default=default("octave_scale"),
+                   help="size ratio between octaves (default: %(default)s)")
+    p.add_argument("-itr", "--iterations", type=int, default=default("iter_n"),
+                   help="gradient steps per octave (default: %(default)s)")
+    p.add_argument("-j", "--jitter", type=int, default=default("jitter"),
+                   help="random shift in pixels before each step (default: %(default)s)")
+    p.add_argument("-z", "--zoom", type=float, default=default("zoom"),
+                   help="scale the carried dream by this each frame, about the centre "
+                   "(default: 1 = off; 1.02 falls 2%% a frame into the dream)")
+    p.add_argument("-s", "--stepsize", type=float, default=default("step_size"),
+                   help="step size of each gradient step (default: %(default)s)")
+    p.add_argument("-b", "--blend", default=default("blend"),
+                   help="weight of each new raw frame against the previous dream, 0 to 1, "
+                   "or 'loop' (0.5 to 1 and back) or 'random' (default: %(default)s)")
+    p.add_argument("-l", "--layers", nargs="+", default=list(default("layers")),
+                   help="end layer(s); frame k uses layer[(k-1) %% n]; 'customloop' is "
+                   "inception_4c to 5b and back (default: customloop)")
+    p.add_argument("-v", "--verbose", type=int, default=default("verbose"),
+                   help="0 silent, 1 progress bar, 2 per-octave lines, 3 also per-octave "
+                   "preview images (default: %(default)s)")
+    p.add_argument("-gi", "--guide_image", "--guide-image", dest="guide_image",
+                   default=default("guide_image"), help="dream towards this image's features")
+    p.add_argument("-sf", "--start_frame", "--start-frame", dest="start_frame", type=int,
+                   default=default("start_frame"), help="first frame to dream (default: the "
+                   "first there)")
+    p.add_argument("-ef", "--end_frame", "--end-frame", dest="end_frame", type=int,
+                   default=default("end_frame"), help="last frame to dream, inclusive "
+                   "(default: the last there)")
+    p.add_argument("--seed", type=int, default=default("seed"),
+                   help="seed of the jitter (and random blend); default: drawn and reported")
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> DreamConfig:
+    return DreamConfig(
+        input=a.input, output=a.output, image_type=a.image_type, gpu=a.gpu,
+        model_path=a.model_path, model_name=a.model_name, preview=a.preview,
+        octave_n=a.octaves, octave_scale=a.octavescale, iter_n=a.iterations, jitter=a.jitter,
+        zoom=a.zoom, step_size=a.stepsize, blend=a.blend, layers=tuple(a.layers),
+        verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
+        end_frame=a.end_frame, seed=a.seed)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    config = config_from_args(args)
+    try:
+        result = dream_sequence(config, argv=sys.argv if argv is None else argv)
+    except DreamerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except torch.OutOfMemoryError:
+        print("error: out of memory while dreaming; use -p to dream smaller frames, or fewer "
+              "octaves", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; free disk space or fix permissions, then "
+              "run again", file=sys.stderr)
+        return 1
+    if config.verbose >= 1:
+        print(f"\nDone: frames {result.frames.first}..{result.frames.last} in {result.output}."
+              f"\nParameters for your video description:\n{result.description}")
+    return 0

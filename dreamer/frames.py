@@ -1,0 +1,198 @@
+"""Numbered frame files (`%08d.png|jpg`, from 1): finding, checking, reading, writing."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dreamer.errors import DreamerError
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; frames should get the permissions any new file gets.
+_FILE_MODE = 0o666 & ~_umask()
+
+FRAME_RE = re.compile(r"^(\d{8})\.(png|jpg)$")
+IMAGE_TYPES = ("png", "jpg")
+JPEG_QUALITY = 95
+
+
+def frame_name(k: int, image_type: str) -> str:
+    return f"{k:08d}.{image_type}"
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    folder: Path
+    image_type: str
+    first: int
+    last: int
+
+    def path(self, k: int) -> Path:
+        return self.folder / frame_name(k, self.image_type)
+
+    @property
+    def numbers(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+def _numbered(folder: Path) -> dict[str, set[int]]:
+    found: dict[str, set[int]] = {t: set() for t in IMAGE_TYPES}
+    for name in os.listdir(folder):
+        m = FRAME_RE.match(name)
+        if m:
+            found[m.group(2)].add(int(m.group(1)))
+    return found
+
+
+def find_frames(folder: str | Path, image_type: str | None, start: int | None,
+                end: int | None) -> FrameSet:
+    """The contiguous range [start, end] of frames in `folder`, checked to all be there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DreamerError(f"input folder {folder} does not exist; extract frames into it "
+                           "with ./1_movie2frames.sh first")
+    found = _numbered(folder)
+    if image_type is None:
+        present = [t for t in IMAGE_TYPES if found[t]]
+        if len(present) > 1:
+            raise DreamerError(f"{folder} holds both png and jpg frames; choose one with "
+                               "-it png or -it jpg")
+        image_type = present[0] if present else "png"
+    if image_type not in IMAGE_TYPES:
+        raise DreamerError(f"unknown image type '{image_type}'; use -it png or -it jpg")
+    numbers = found[image_type]
+    if not numbers:
+        raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; extract "
+                           "them with ./1_movie2frames.sh or check -i and -it")
+    first = min(numbers) if start is None else start
+    last = max(numbers) if end is None else end
+    if first < 1:
+        raise DreamerError(f"start frame {first} is before frame 1; frames are numbered "
+                           "from 1")
+    if first > last:
+        raise DreamerError(f"start frame {first} is after end frame {last}; swap -sf and -ef")
+    missing = [k for k in range(first, last + 1) if k not in numbers]
+    if missing:
+        raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "
+                           f"{folder} ({len(missing)} missing in {first}..{last}); "
+                           "re-extract the frames or choose a range with -sf/-ef")
+    return FrameSet(folder, image_type, first, last)
+
+
+def check_sizes(frames: FrameSet) -> tuple[int, int]:
+    """(width, height) shared by all frames, read from the headers only."""
+    sizes: dict[tuple[int, int], int] = {}
+    for k in frames.numbers:
+        path = frames.path(k)
+        try:
+            with Image.open(path) as img:
+                size = img.size
+        except (OSError, UnidentifiedImageError) as e:
+            raise DreamerError(f"cannot read frame {path}: {_reason(e)}; re-extract the "
+                               "frames") from None
+        if sizes and size not in sizes:
+            (w, h), = sizes
+            raise DreamerError(f"frame {path.name} is {size[0]}x{size[1]} but earlier frames "
+                               f"are {w}x{h}; all frames of a run must be one size "
+                               "(re-extract them, or use -p to resize)")
+        sizes[size] = k
+    (size,) = sizes
+    return size
+
+
+def _reason(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def preview_size(width: int, height: int, preview: int) -> tuple[int, int]:
+    """Width `preview` keeping the aspect, height rounded to even (video encoders need it)."""
+    if not preview:
+        return width, height
+    new_h = max(2, int(round(height * preview / width / 2.0)) * 2)
+    return preview, new_h
+
+
+def read_frame(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An RGB uint8 HxWx3 array, resized (Lanczos) to `size` when given."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if size is not None and img.size != tuple(size):
+                img = img.resize(tuple(size), Image.LANCZOS)
+            return np.asarray(img, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DreamerError(f"cannot read image {path}: {_reason(e)}; replace the file or "
+                           "re-extract the frames") from None
+
+
+def write_image(array: np.ndarray, path: Path) -> None:
+    """Writes atomically: a temporary file in the same folder, renamed into place, so an
+    interrupted run never leaves a truncated image under a frame's name."""
+    path = Path(path)
+    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(array).save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def write_text(text: str, path: Path) -> None:
+    """Atomic text write (the manifest), same scheme as write_image."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def prepare_output(folder: str | Path, input_folder: Path) -> Path:
+    """Creates the output folder if needed and proves it writable before any work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DreamerError(f"cannot create output folder {folder}: {e.strerror}; choose "
+                           "another -o") from None
+    if not folder.is_dir():
+        raise DreamerError(f"output {folder} is not a folder; choose another -o")
+    if folder.resolve() == Path(input_folder).resolve():
+        raise DreamerError(f"output folder {folder} is the input folder; the dream would "
+                           "overwrite the frames: choose another -o")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DreamerError(f"output folder {folder} is not writable ({e.strerror}); fix its "
+                           "permissions or choose another -o") from None
+    return folder

@@ -1,0 +1,117 @@
+"""The record a run leaves next to its frames, and the paragraph users publish with
+their video ("the parameters used")."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+
+import dreamer
+from dreamer.errors import DreamerError
+from dreamer.frames import write_text
+
+MANIFEST_NAME = "dream_manifest.json"
+
+
+def sha1_of(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    return {"dreamer": dreamer.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Manifest:
+    """`dream_manifest.json`: a list of runs and, per frame, which run made it and how.
+
+    Runs over other ranges of the same folder add to it, so chained batches stay
+    documented frame by frame.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / MANIFEST_NAME
+        self.data = {"tool": "DeepDreamVideo", "runs": [], "frames": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.data["runs"], self.data["frames"]  # noqa: B018 - shape check
+            except (ValueError, KeyError, TypeError):
+                raise DreamerError(f"{self.path} is not a DeepDreamVideo manifest; move it "
+                                   "away or choose another -o") from None
+        self.run_index = -1
+
+    def start_run(self, run: dict) -> None:
+        self.data["runs"].append({**run, "started": now(), "finished": None})
+        self.run_index = len(self.data["runs"]) - 1
+        self.save()
+
+    def record_frame(self, k: int, **info) -> None:
+        self.data["frames"][f"{k:08d}"] = {"run": self.run_index, **info}
+
+    def finish_run(self, description: str, status: str = "complete") -> None:
+        run = self.data["runs"][self.run_index]
+        run.update(finished=now(), status=status, description=description)
+        self.save()
+
+    def save(self) -> None:
+        self.data["frames"] = dict(sorted(self.data["frames"].items()))
+        write_text(json.dumps(self.data, indent=1) + "\n", self.path)
+
+
+def run_record(config, seed: int, frames, size, model_files: dict, device: str,
+               argv: list[str] | None = None) -> dict:
+    params = config.to_dict()
+    params.update(seed=seed, end_layers=list(config.end_layers))
+    return {
+        "command": argv if argv is not None else sys.argv,
+        "parameters": params,
+        "model": {role: {"path": str(p), "sha1": sha1_of(p)} for role, p in model_files.items()},
+        "versions": versions(),
+        "device": device,
+        "frames": {"first": frames.first, "last": frames.last, "image_type": frames.image_type,
+                   "width": size[0], "height": size[1]},
+    }
+
+
+def _layers_text(layers: tuple[str, ...]) -> str:
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    return "layers " + " → ".join(layers) + " (one per frame, repeating)"
+
+
+def describe(config, seed: int, frames, size, model_name: str) -> str:
+    """One paragraph, ready to paste under a video."""
+    blend = config.blend
+    blend_text = {"loop": "blend looping 0.5→1.0→0.5 over 10 frames",
+                  "random": "blend drawn per frame from 0.5–1.0"}.get(
+        str(blend), f"blend {float(blend):g} (weight of each new frame)")
+    parts = [
+        f"Dreamed with DeepDreamVideo (dreamer {dreamer.__version__}, PyTorch "
+        f"{torch.__version__}) on frames {frames.first}–{frames.last} at {size[0]}x{size[1]}",
+        f"model {model_name}, {_layers_text(config.end_layers)}",
+        f"{config.octave_n} octaves at scale {config.octave_scale:g}",
+        f"{config.iter_n} iterations, step size {config.step_size:g}, jitter {config.jitter}",
+        blend_text,
+    ]
+    if config.zoom != 1.0:
+        parts.append(f"zoom {config.zoom:g} per frame")
+    if config.guide_image:
+        parts.append(f"guided by {Path(config.guide_image).name}")
+    parts.append(f"seed {seed}")
+    return "; ".join(parts) + "."

@@ -1,0 +1,55 @@
+"""The dream itself: google/deepdream's `make_step` and `deepdream`, on the device."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from dreamer import transforms
+from dreamer.objectives import Objective, l2
+
+
+def make_step(net, x: torch.Tensor, end: str, offset: tuple[int, int],
+              step_size: float = 1.5, objective: Objective = l2,
+              lo: torch.Tensor | None = None, hi: torch.Tensor | None = None) -> torch.Tensor:
+    """One normalised gradient-ascent step on the jittered image; returns the new image.
+
+    x is the preprocessed (3, H, W) image; lo/hi are per-channel clip bounds (the valid
+    pixel range after mean subtraction).
+    """
+    ox, oy = offset
+    shifted = transforms.roll(x, ox, oy).requires_grad_(True)
+    acts = net(shifted[None], end=end)
+    (g,) = torch.autograd.grad(objective(acts), shifted)
+    g = transforms.unroll(g, ox, oy)
+    x = x + g * (step_size / g.abs().mean())
+    if lo is not None:
+        x = torch.maximum(torch.minimum(x, hi), lo)
+    return x
+
+
+def deepdream(net, base_img: torch.Tensor, end: str, offsets: Iterator[tuple[int, int]],
+              bgr_mean: torch.Tensor, iter_n: int = 10, octave_n: int = 4,
+              octave_scale: float = 1.4, step_size: float = 1.5, objective: Objective = l2,
+              on_octave: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Dreams on an RGB (3, H, W) float image, coarse octave to fine; returns RGB floats.
+
+    `offsets` yields one jitter (ox, oy) per step, across all octaves in order.
+    """
+    lo = (-bgr_mean)[:, None, None]
+    hi = (255.0 - bgr_mean)[:, None, None]
+    sizes = transforms.octave_sizes(*base_img.shape[-2:], octave_n, octave_scale)
+    octaves = [transforms.preprocess(base_img, bgr_mean)]
+    for h, w in sizes[1:]:
+        octaves.append(transforms.resize(octaves[-1], h, w))
+    detail = torch.zeros_like(octaves[-1])
+    for i, octave_base in enumerate(reversed(octaves)):
+        h, w = octave_base.shape[-2:]
+        detail = transforms.resize(detail, h, w)
+        x = octave_base + detail
+        for _ in range(iter_n):
+            x = make_step(net, x, end, next(offsets), step_size, objective, lo, hi)
+        detail = x - octave_base
+        if on_octave is not None:
+            on_octave(i, transforms.deprocess(x, bgr_mean))
+    return transforms.deprocess(x, bgr_mean)

@@ -1,0 +1,180 @@
+"""Stage 2's orchestrator: dreams a range of numbered frames, each blended with the
+previous dream, and writes frames, manifest and the run's description."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dreamer import objectives, schedule, transforms
+from dreamer.caffe.net import CaffeNet, load_net
+from dreamer.config import DreamConfig
+from dreamer.device import pick_device
+from dreamer.errors import DreamerError
+from dreamer.frames import (FrameSet, check_sizes, find_frames, frame_name, prepare_output,
+                            preview_size, read_frame, write_image)
+from dreamer.manifest import Manifest, describe, run_record
+from dreamer.progress import Progress, Timer
+from dreamer.render import deepdream
+
+GUIDE_MAX_SIDE = 224
+
+
+@dataclass
+class RunResult:
+    frames: FrameSet
+    output: Path
+    seed: int
+    description: str
+
+
+def check_params(config: DreamConfig) -> None:
+    """Numbers the dream cannot work with, refused before any file is touched."""
+    rules = [
+        (config.octave_n >= 1, f"octaves must be at least 1 (got {config.octave_n})"),
+        (config.octave_scale >= 1.0, f"octave scale must be at least 1 (got "
+                                     f"{config.octave_scale:g}); 1.4 is the classic value"),
+        (config.iter_n >= 0, f"iterations must be 0 or more (got {config.iter_n})"),
+        (config.jitter >= 0, f"jitter must be 0 or more (got {config.jitter})"),
+        (config.step_size > 0, f"step size must be above 0 (got {config.step_size:g})"),
+        (config.zoom > 0, f"zoom must be above 0 (got {config.zoom:g}); 1 is off"),
+        (config.preview >= 0, f"preview width must be 0 (off) or more (got {config.preview})"),
+        (0 <= config.verbose <= 3, f"verbosity must be 0 to 3 (got {config.verbose})"),
+        (bool(config.layers), "no layers given; name at least one with -l"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise DreamerError(message)
+    schedule.parse_blend(config.blend)
+
+
+def model_files(config: DreamConfig) -> dict[str, Path]:
+    folder = Path(config.model_path)
+    return {"prototxt": folder / config.prototxt, "caffemodel": folder / config.model_name}
+
+
+def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamConfig) -> None:
+    """The smallest octave must still pass through the net up to every end layer."""
+    w, h = size
+    sh, sw = transforms.octave_sizes(h, w, config.octave_n, config.octave_scale)[-1]
+    for layer in dict.fromkeys(layers):
+        try:
+            if sh < 1 or sw < 1:
+                raise ValueError("empty image")
+            net.validate(sh, sw, end=layer)
+        except ValueError:
+            raise DreamerError(f"frames of {w}x{h} are too small for {config.octave_n} octaves "
+                               f"at scale {config.octave_scale:g} up to layer {layer} (the "
+                               f"smallest octave is {sw}x{sh}); use fewer octaves (-oct) or a "
+                               "smaller octave scale (-octs)") from None
+
+
+def guide_features(net: CaffeNet, path: str, layers, mean: torch.Tensor,
+                   device: torch.device) -> dict[str, torch.Tensor]:
+    """The guide's activations, once per end layer for the whole run."""
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise DreamerError(f"guide image {path} not found; check -gi/--guide-image")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            scale = GUIDE_MAX_SIDE / max(img.size)
+            if scale < 1:
+                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+                img = img.resize(size, Image.BILINEAR)
+            rgb = np.asarray(img, dtype=np.float32)
+    except OSError as e:
+        raise DreamerError(f"cannot read guide image {path}: {e}; use a png or jpg") from None
+    x = transforms.preprocess(torch.from_numpy(rgb).permute(2, 0, 1).to(device), mean)
+    features = {}
+    with torch.no_grad():
+        for layer in dict.fromkeys(layers):
+            try:
+                net.validate(x.shape[1], x.shape[2], end=layer)
+            except ValueError:
+                raise DreamerError(f"guide image {path} ({rgb.shape[1]}x{rgb.shape[0]}) is "
+                                   f"too small for layer {layer}; use a larger guide") from None
+            features[layer] = net(x[None], end=layer)[0].clone()
+    return features
+
+
+def _to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(frame).to(device).permute(2, 0, 1).float()
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class _OctaveReporter:
+    def __init__(self, progress: Progress, config: DreamConfig, preview_dir: Path):
+        self.progress, self.config, self.preview_dir = progress, config, preview_dir
+        self.k, self.timer = 0, Timer()
+
+    def start(self, k: int) -> None:
+        self.k, self.timer = k, Timer()
+
+    def __call__(self, i: int, rgb: torch.Tensor) -> None:
+        h, w = rgb.shape[-2:]
+        self.progress.info(f"  frame {self.k:08d} octave {i + 1}/{self.config.octave_n} "
+                           f"{w}x{h} {self.timer.lap():.2f} s", level=2)
+        if self.config.verbose >= 3:
+            self.preview_dir.mkdir(exist_ok=True)
+            write_image(_to_uint8(rgb), self.preview_dir / f"{self.k:08d}_octave{i + 1}.jpg")
+
+
+def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
+                   progress: Progress | None = None) -> RunResult:
+    check_params(config)
+    blend = schedule.parse_blend(config.blend)
+    frames = find_frames(config.input, config.image_type, config.start_frame, config.end_frame)
+    output = prepare_output(config.output, frames.folder)
+    width, height = check_sizes(frames)
+    size = preview_size(width, height, config.preview)
+    device = pick_device(config.gpu)
+    files = model_files(config)
+    net = load_net(files["prototxt"], files["caffemodel"]).to(device)
+    layers = config.end_layers
+    for layer in layers:
+        net.check_end(layer)
+    check_octaves(net, layers, size, config)
+    mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
+    guides = (guide_features(net, config.guide_image, layers, mean, device)
+              if config.guide_image else None)
+    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    progress = progress or Progress(len(frames.numbers), config.verbose)
+    if config.seed is None:
+        progress.info(f"seed {seed} (repeat this run exactly with --seed {seed})")
+
+    manifest = Manifest(output)
+    manifest.start_run(run_record(config, seed, frames, size, files, str(device), argv))
+    reporter = _OctaveReporter(progress, config, output / "previews")
+    state = None
+    for k in frames.numbers:
+        timer = Timer()
+        layer = schedule.layer_for_frame(layers, k)
+        raw = _to_tensor(read_frame(frames.path(k), size), device)
+        b = None if state is None else schedule.blend_for_frame(blend, k, seed)
+        img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
+                                                         raw, b)
+        objective = objectives.guide(guides[layer]) if guides else objectives.l2
+        reporter.start(k)
+        dreamed = deepdream(net, img, layer, schedule.jitter_offsets(seed, k, config.jitter),
+                            mean, iter_n=config.iter_n, octave_n=config.octave_n,
+                            octave_scale=config.octave_scale, step_size=config.step_size,
+                            objective=objective, on_octave=reporter)
+        frame = _to_uint8(dreamed)
+        state = torch.from_numpy(frame).to(device).permute(2, 0, 1).float()
+        write_image(frame, output / frame_name(k, frames.image_type))
+        seconds = timer.lap()
+        manifest.record_frame(k, layer=layer, blend=b, seconds=round(seconds, 3))
+        manifest.save()
+        progress.frame_done(k, seconds)
+
+    description = describe(config, seed, frames, size, config.model_name)
+    manifest.finish_run(description)
+    return RunResult(frames, output, seed, description)
