@@ -97,10 +97,10 @@ def _layers_text(layers: tuple[str, ...]) -> str:
 
 def describe(config, seed: int, frames, size, model_name: str) -> str:
     """One paragraph, ready to paste under a video."""
-    blend = config.blend
-    blend_text = {"loop": "blend looping 0.5→1.0→0.5 over 10 frames",
-                  "random": "blend drawn per frame from 0.5–1.0"}.get(
-        str(blend), f"blend {float(blend):g} (weight of each new frame)")
+    words = {"loop": "blend looping 0.5→1.0→0.5 over 10 frames",
+             "random": "blend drawn per frame from 0.5–1.0"}
+    blend = str(config.blend).strip().lower()
+    blend_text = words.get(blend) or f"blend {float(blend):g} (weight of each new frame)"
     parts = [
         f"Dreamed with DeepDreamVideo (dreamer {dreamer.__version__}, PyTorch "
         f"{torch.__version__}) on frames {frames.first}–{frames.last} at {size[0]}x{size[1]}",

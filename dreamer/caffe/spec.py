@@ -51,7 +51,7 @@ def _layer_records(net) -> list[tuple[str, str, object]]:
     return [(m.name, V1_TYPES.get(m.type, f"V1 type {m.type}"), m) for m in net.layers]
 
 
-def blob_array(blob) -> np.ndarray:
+def blob_array(blob, layer: str = "?") -> np.ndarray:
     """A BlobProto as an array of its declared shape (new `shape`, or V1 num/ch/h/w)."""
     values = blob.data if len(blob.data) else blob.double_data
     array = np.asarray(values, dtype=np.float32)
@@ -60,8 +60,8 @@ def blob_array(blob) -> np.ndarray:
     else:
         shape = (blob.num, blob.channels, blob.height, blob.width)
     if int(np.prod(shape)) != array.size:
-        raise DreamerError(f"a weight blob declares shape {shape} but holds {array.size} "
-                           "values; the caffemodel is damaged: download it again")
+        raise DreamerError(f"a weight blob of layer '{layer}' declares shape {shape} but holds "
+                           f"{array.size} values; the caffemodel is damaged: download it again")
     return array.reshape(shape)
 
 
@@ -102,6 +102,6 @@ def net_spec(deploy, weights=None) -> NetSpec:
     for name, type_, msg in records:
         if type_ == "Input":
             continue
-        blobs = [blob_array(b) for b in blobs_by_name.get(name, [])]
+        blobs = [blob_array(b, name) for b in blobs_by_name.get(name, [])]
         layers.append(LayerSpec(name, type_, list(msg.bottom), list(msg.top), msg, blobs))
     return NetSpec(deploy.name, inputs, layers)

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny generated Caffe models, frame folders, the ../shared goldens."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DREAMER_SHARED", ROOT.parent / "shared"))
+GOOGLENET = SHARED / "models" / "bvlc_googlenet"
+GOLDEN = SHARED / "golden"
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_caffe import make_tiny_model  # noqa: E402
+
+
+def need_shared():
+    if not (GOOGLENET / "bvlc_googlenet.caffemodel").is_file() or not GOLDEN.is_dir():
+        pytest.skip(f"real GoogLeNet and Caffe goldens not found at {SHARED} "
+                    "(only developers and CI have ../shared)")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Folder holding deploy.prototxt + tiny.caffemodel (current format)."""
+    folder = tmp_path_factory.mktemp("tiny model")
+    make_tiny_model(folder)
+    return folder
+
+
+def write_frames(folder: Path, n: int, size=(48, 40), image_type="png", first=1,
+                 seed=0) -> list[Path]:
+    """n smooth random RGB frames, a little different each (like video)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.uniform(0, 255, (h // 4 + 1, w // 4 + 1, 3))
+    paths = []
+    for i in range(n):
+        small = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        img = Image.fromarray(small).resize((w, h), Image.BILINEAR)
+        path = folder / f"{first + i:08d}.{image_type}"
+        img.save(path, quality=95) if image_type == "jpg" else img.save(path)
+        paths.append(path)
+    return paths
+
+
+def tree_hashes(*folders: Path) -> dict[str, str]:
+    out = {}
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+def run_dream(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    """Runs 2_dreaming_time.py as a user would, in a child process."""
+    return subprocess.run([sys.executable, str(ROOT / "2_dreaming_time.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
