@@ -5,12 +5,13 @@ Parsing only; the work is dreamer.sequence.dream_sequence.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import torch
 
 from dreamer.config import DreamConfig, default
-from dreamer.errors import DreamerError
+from dreamer.errors import DreamerError, Interrupted
 from dreamer.sequence import dream_sequence
 
 
@@ -83,11 +84,20 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         end_frame=a.end_frame, seed=a.seed)
 
 
+def _terminate(signum, frame):
+    """SIGTERM ends a run the way Ctrl-C does: cleanly, with a line on where to resume."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     config = config_from_args(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = dream_sequence(config, argv=sys.argv if argv is None else argv)
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
     except DreamerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"error: {e.strerror or e}{where}; free disk space or fix permissions, then "
               "run again", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if config.verbose >= 1:
         print(f"\nDone: frames {result.frames.first}..{result.frames.last} in {result.output}."
               f"\nParameters for your video description:\n{result.description}")

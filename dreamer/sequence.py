@@ -13,7 +13,7 @@ from dreamer import objectives, schedule, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import pick_device
-from dreamer.errors import DreamerError
+from dreamer.errors import DreamerError, Interrupted
 from dreamer.frames import (FrameSet, check_sizes, find_frames, frame_name, prepare_output,
                             preview_size, read_frame, write_image)
 from dreamer.manifest import Manifest, describe, run_record
@@ -127,6 +127,48 @@ class _OctaveReporter:
             write_image(_to_uint8(rgb), self.preview_dir / f"{self.k:08d}_octave{i + 1}.jpg")
 
 
+@dataclass
+class _Run:
+    """Everything one run fixes before its first frame."""
+    config: DreamConfig
+    net: CaffeNet
+    frames: FrameSet
+    output: Path
+    size: tuple[int, int]
+    layers: tuple[str, ...]
+    blend: str | float
+    seed: int
+    mean: torch.Tensor
+    guides: dict | None
+    device: torch.device
+    manifest: Manifest
+    progress: Progress
+    reporter: _OctaveReporter
+
+    def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
+        """Dreams frame k on top of the previous dream `state`; returns the new state."""
+        config, timer = self.config, Timer()
+        layer = schedule.layer_for_frame(self.layers, k)
+        raw = _to_tensor(read_frame(self.frames.path(k), self.size), self.device)
+        b = None if state is None else schedule.blend_for_frame(self.blend, k, self.seed)
+        img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
+                                                         raw, b)
+        objective = objectives.guide(self.guides[layer]) if self.guides else objectives.l2
+        self.reporter.start(k)
+        dreamed = deepdream(self.net, img, layer,
+                            schedule.jitter_offsets(self.seed, k, config.jitter), self.mean,
+                            iter_n=config.iter_n, octave_n=config.octave_n,
+                            octave_scale=config.octave_scale, step_size=config.step_size,
+                            objective=objective, on_octave=self.reporter)
+        frame = _to_uint8(dreamed)
+        write_image(frame, self.output / frame_name(k, self.frames.image_type))
+        seconds = timer.lap()
+        self.manifest.record_frame(k, layer=layer, blend=b, seconds=round(seconds, 3))
+        self.manifest.save()
+        self.progress.frame_done(k, seconds)
+        return torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float()
+
+
 def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                    progress: Progress | None = None) -> RunResult:
     check_params(config)
@@ -152,28 +194,18 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
 
     manifest = Manifest(output)
     manifest.start_run(run_record(config, seed, frames, size, files, str(device), argv))
-    reporter = _OctaveReporter(progress, config, output / "previews")
-    state = None
-    for k in frames.numbers:
-        timer = Timer()
-        layer = schedule.layer_for_frame(layers, k)
-        raw = _to_tensor(read_frame(frames.path(k), size), device)
-        b = None if state is None else schedule.blend_for_frame(blend, k, seed)
-        img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
-                                                         raw, b)
-        objective = objectives.guide(guides[layer]) if guides else objectives.l2
-        reporter.start(k)
-        dreamed = deepdream(net, img, layer, schedule.jitter_offsets(seed, k, config.jitter),
-                            mean, iter_n=config.iter_n, octave_n=config.octave_n,
-                            octave_scale=config.octave_scale, step_size=config.step_size,
-                            objective=objective, on_octave=reporter)
-        frame = _to_uint8(dreamed)
-        state = torch.from_numpy(frame).to(device).permute(2, 0, 1).float()
-        write_image(frame, output / frame_name(k, frames.image_type))
-        seconds = timer.lap()
-        manifest.record_frame(k, layer=layer, blend=b, seconds=round(seconds, 3))
-        manifest.save()
-        progress.frame_done(k, seconds)
+    run = _Run(config, net, frames, output, size, layers, blend, seed, mean, guides, device,
+               manifest, progress, _OctaveReporter(progress, config, output / "previews"))
+    state, k = None, frames.first
+    try:
+        for k in frames.numbers:
+            state = run.dream_frame(k, state)
+    except KeyboardInterrupt:
+        manifest.finish_run("", status=f"interrupted at frame {k}")
+        done = f"frames {frames.first}..{k - 1} are complete" if k > frames.first \
+            else "no frame was finished"
+        raise Interrupted(f"interrupted during frame {k}; {done} in {output}; dream the rest "
+                          f"with -sf {k}") from None
 
     description = describe(config, seed, frames, size, config.model_name)
     manifest.finish_run(description)

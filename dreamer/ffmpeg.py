@@ -1,0 +1,330 @@
+"""ffmpeg for stages 1 and 3: finding it, running it safely, and probing a video.
+
+There is no ffprobe here on purpose: the imageio-ffmpeg package ships ffmpeg alone, so every
+fact comes from ffmpeg itself, from its `-i` report (streams, codecs, size) and from the
+`framecrc` muxer, which prints every packet's timestamps exactly (rates, VFR, frame count).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from statistics import median
+
+from dreamer.errors import DreamerError
+
+log = logging.getLogger(__name__)
+
+# Rates cameras and editors use; a measured average this close to one is that rate.
+STANDARD_RATES = tuple(Fraction(r) for r in (
+    "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "72",
+    "90", "100", "120000/1001", "120", "10", "12", "15", "20"))
+SNAP = Fraction(1, 200)          # 0.5 %
+
+# Lines ffmpeg prints after the real error; the line worth showing comes before them.
+_GENERIC = re.compile(r"Conversion failed|Terminating thread|Task finished|Error closing "
+                      r"file|Error writing trailer|Nothing was written|exiting|Exiting",
+                      re.IGNORECASE)
+_PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
+
+
+class FFmpegError(DreamerError):
+    """ffmpeg (or avconv, mencoder) exited non-zero. The message is one line; the last
+    lines of its stderr are kept in `stderr_tail` for whoever wants the details."""
+
+    def __init__(self, message: str, stderr_tail: str = "", returncode: int | None = None):
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.returncode = returncode
+
+
+def find_ffmpeg() -> str:
+    """`ffmpeg` on PATH (the user's choice wins), else the binary imageio-ffmpeg ships."""
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    try:
+        import imageio_ffmpeg
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError):
+        raise DreamerError("ffmpeg not found; install it (e.g. apt install ffmpeg) or "
+                           "pip install imageio-ffmpeg") from None
+
+
+def is_avconv(exe: str) -> bool:
+    return Path(exe).name.startswith("avconv")
+
+
+@lru_cache(maxsize=None)
+def version_of(exe: str) -> tuple[int, int] | None:
+    """(major, minor) of a release build; None for git builds and the unknown, which are
+    taken to be recent."""
+    try:
+        out = subprocess.run([exe, "-version"], stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, errors="replace", timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"version\s+n?(\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def passthrough_flags(exe: str) -> list[str]:
+    """Flags for one output image per decoded frame, no duplicates or drops. `-fps_mode`
+    came in ffmpeg 5.1 and `-vsync` went in 8.0, so the version picks."""
+    version = version_of(exe)
+    if is_avconv(exe) or (version is not None and version < (5, 1)):
+        return ["-vsync", "passthrough"]
+    return ["-fps_mode", "passthrough"]
+
+
+def _base_flags(exe: str) -> list[str]:
+    if is_avconv(exe):
+        return ["-loglevel", "error"]
+    return ["-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def _reason(stderr_tail: str) -> str:
+    """The line of ffmpeg's stderr that says what went wrong, without the [tag @ 0x..]."""
+    lines = [_PREFIX.sub("", ln).strip() for ln in stderr_tail.splitlines()]
+    lines = [ln for ln in lines if ln]
+    for line in reversed(lines):
+        if not _GENERIC.search(line):
+            return line[:300]
+    return lines[-1][:300] if lines else "no message"
+
+
+def _pump(stream, tail: deque) -> None:
+    """Copies ffmpeg's `-stats` progress to our stderr while keeping the tail."""
+    while True:
+        chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
+        if not chunk:
+            return
+        tail.append(chunk)
+        sys.stderr.write(chunk.decode("utf-8", "replace"))
+        sys.stderr.flush()
+
+
+def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
+             progress: bool = False) -> bytes:
+    """Runs an argument list (never a shell), logs it, and turns failure into FFmpegError.
+
+    `what` completes "... failed": e.g. "extracting frames from x.mp4".
+    `progress` streams ffmpeg's `-stats` line to a terminal; stdout is returned if asked.
+    """
+    log.debug("running: %s", shlex.join(cmd))
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+    except OSError as e:
+        raise DreamerError(f"cannot run {cmd[0]}: {e.strerror}; reinstall it or choose "
+                           "another tool") from None
+    try:
+        if progress and not stdout:
+            tail: deque = deque(maxlen=64)
+            _pump(proc.stderr, tail)
+            proc.wait()
+            out, err = b"", b"".join(tail)
+        else:
+            out, err = proc.communicate()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): no orphan ffmpeg writing on after we are gone.
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        text = err.decode("utf-8", "replace")
+        tail_text = "\n".join(text.splitlines()[-20:])
+        raise FFmpegError(f"{what} failed ({Path(cmd[0]).name}: {_reason(tail_text)})",
+                          tail_text, proc.returncode)
+    return out
+
+
+def run(exe: str, args: list[str], what: str, *, stdout: bool = False,
+        progress: bool = False) -> bytes:
+    """ffmpeg (or avconv) with quiet, non-interactive flags in front of `args`."""
+    extra = ["-stats"] if progress and sys.stderr.isatty() and not is_avconv(exe) else []
+    return run_tool([exe, *_base_flags(exe), *extra, *args], what, stdout=stdout,
+                    progress=bool(extra))
+
+
+# --- probing -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What stages 1 and 3 need to know about a video. Times are exact fractions of a
+    second, measured from the start of the file (where `-ss 0` is)."""
+    path: Path
+    fps: Fraction                 # the constant rate frames are (to be) extracted at
+    declared_fps: Fraction | None  # what the stream header claims
+    vfr: bool
+    frame_count: int              # packets in the video stream
+    width: int
+    height: int
+    video_codec: str
+    video_index: int              # ffmpeg's stream number, for -map 0:N
+    video_start: Fraction
+    video_duration: Fraction
+    has_audio: bool = False
+    audio_index: int | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    audio_start: Fraction | None = None
+    audio_end: Fraction | None = None
+    audio_packet: Fraction | None = None   # longest audio packet, in seconds
+
+
+@dataclass(frozen=True)
+class _Stream:
+    index: int
+    kind: str
+    codec: str
+    details: str
+
+
+def _header(exe: str, path: str) -> tuple[str, list[_Stream]]:
+    """ffmpeg's `-i` report (it exits 1: no output named), parsed into format and streams."""
+    cmd = [exe] + ([] if is_avconv(exe) else ["-hide_banner", "-nostdin"]) + ["-i", path]
+    log.debug("running: %s", shlex.join(cmd))
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             errors="replace", timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise DreamerError(f"cannot run {exe}: {e}; reinstall ffmpeg") from None
+    text = res.stderr
+    m = re.search(r"^Input #0, ([^ ]+), from", text, re.MULTILINE)
+    if not m:
+        raise FFmpegError(f"cannot read {path} as a video ({_reason(text)}); check the file "
+                          "name and that it is a video", text[-2000:], res.returncode)
+    streams = [_Stream(int(s[1]), s[2], s[3], s[4]) for s in re.finditer(
+        r"^\s*Stream #0:(\d+)\S*: (Video|Audio): (\w+)(.*)$", text, re.MULTILINE)]
+    return m[1].rstrip(","), streams
+
+
+def _packets(exe: str, path: str, maps: list[int]) -> dict[int, tuple[Fraction, list]]:
+    """Per mapped stream: its time base and (pts, duration) of every packet, copied (not
+    decoded) through the framecrc muxer, so this runs at disk speed."""
+    args = ["-i", path]
+    for index in maps:
+        args += ["-map", f"0:{index}"]
+    text = run(exe, args + ["-c", "copy", "-f", "framecrc", "-"],
+               f"reading the timestamps of {path}", stdout=True).decode("ascii", "replace")
+    result: dict[int, tuple[Fraction, list]] = {}
+    for line in text.splitlines():
+        if line.startswith("#tb "):
+            m = re.match(r"#tb (\d+): (\d+)/(\d+)", line)
+            if m:
+                result[int(m[1])] = (Fraction(int(m[2]), int(m[3])), [])
+        elif line and not line.startswith("#"):
+            fields = [f.strip() for f in line.split(",")]
+            try:
+                index, _dts, pts, duration = (int(f) for f in fields[:4])
+            except ValueError:
+                continue
+            if index in result and pts > -(1 << 62):   # skip NOPTS
+                result[index][1].append((pts, duration))
+    return result
+
+
+def _declared_rate(exe: str, path: str, index: int) -> Fraction | None:
+    """The stream's nominal rate, exactly: ffmpeg gives a raw-video encoder the time base
+    1/rate, and framecrc prints that time base. Decoding one frame also proves the video
+    decodes at all."""
+    text = run(exe, ["-i", path, "-map", f"0:{index}", "-frames:v", "1", "-f", "framecrc",
+                     "-"], f"decoding {path}", stdout=True).decode("ascii", "replace")
+    m = re.search(r"^#tb 0: (\d+)/(\d+)", text, re.MULTILINE)
+    if not m or int(m[1]) == 0:
+        return None
+    rate = Fraction(int(m[2]), int(m[1]))
+    return rate if 0 < rate <= 1000 else None   # 1/90000-style time bases are not rates
+
+
+def nice_rate(measured: Fraction) -> Fraction:
+    """The standard rate nearest a measured average when within 0.5 %, else the average
+    itself with a small denominator (ffmpeg takes any rational)."""
+    best = min(STANDARD_RATES, key=lambda r: abs(measured - r) / r)
+    if abs(measured - best) / best <= SNAP:
+        return best
+    return measured.limit_denominator(1001)
+
+
+def _timing(tb: Fraction, packets: list) -> tuple[bool, Fraction | None, Fraction, Fraction]:
+    """(vfr, measured average rate, start, duration) from a video stream's packets."""
+    pts = sorted(p for p, _ in packets)
+    last_duration = max(packets, key=lambda p: p[0])[1]
+    deltas = [b - a for a, b in zip(pts, pts[1:])]
+    typical = median(deltas) if deltas else 0
+    if last_duration <= 0:
+        last_duration = typical
+    # Rounding to the time base makes a constant rate jitter by a tick (512/513 for
+    # 29.97 fps in 1/15360); anything beyond that and 2 % is a variable rate.
+    tolerance = max(1, typical * 0.02)
+    vfr = any(abs(d - typical) > tolerance for d in deltas)
+    span = pts[-1] - pts[0] + last_duration
+    measured = Fraction(len(pts)) / (span * tb) if span > 0 else None
+    nonneg = [p for p in pts if p >= 0]
+    start = (min(nonneg) if nonneg else pts[0]) * tb
+    return vfr, measured, start, span * tb
+
+
+def _choose_rate(vfr: bool, declared: Fraction | None, measured: Fraction | None) -> Fraction:
+    if measured is None:
+        return declared or Fraction(25)
+    if not vfr and declared and abs(declared - measured) / measured <= SNAP:
+        return declared
+    return nice_rate(measured)
+
+
+def probe(path: str | Path, exe: str | None = None) -> VideoInfo:
+    """Everything stages 1 and 3 need to know about a video, or a one-line DreamerError."""
+    path = Path(path)
+    if not path.exists():
+        raise DreamerError(f"{path} does not exist; check the video's path")
+    if path.is_dir():
+        raise DreamerError(f"{path} is a folder, not a video; name the video file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise DreamerError(f"cannot read {path} ({e.strerror}); fix its permissions") from None
+    exe = exe or find_ffmpeg()
+    name = str(path.absolute())
+    fmt, streams = _header(exe, name)
+    video = next((s for s in streams if s.kind == "Video"
+                  and "attached pic" not in s.details), None)
+    if video is None:
+        raise DreamerError(f"{path} has no video stream; name a video file")
+    if fmt == "image2" or fmt.endswith("_pipe"):
+        raise DreamerError(f"{path} is a still image, not a video; name a video file")
+    audio = next((s for s in streams if s.kind == "Audio"), None)
+    size = re.search(r", (\d+)x(\d+)", video.details)
+    if not size:
+        raise DreamerError(f"cannot tell the frame size of {path}; re-encode it with ffmpeg")
+    declared = _declared_rate(exe, name, video.index)
+    maps = [video.index] + ([audio.index] if audio else [])
+    packets = _packets(exe, name, maps)
+    if 0 not in packets or not packets[0][1]:
+        raise DreamerError(f"{path} holds no video frames; name a video file")
+    vtb, vpackets = packets[0]
+    vfr, measured, start, duration = _timing(vtb, vpackets)
+    info = dict(path=path, fps=_choose_rate(vfr, declared, measured), declared_fps=declared,
+                vfr=vfr, frame_count=len(vpackets), width=int(size[1]), height=int(size[2]),
+                video_codec=video.codec, video_index=video.index, video_start=start,
+                video_duration=duration)
+    if audio and 1 in packets and packets[1][1]:
+        atb, apackets = packets[1]
+        rate = re.search(r"(\d+) Hz", audio.details)
+        info.update(has_audio=True, audio_index=audio.index, audio_codec=audio.codec,
+                    sample_rate=int(rate[1]) if rate else None,
+                    audio_start=min(p for p, _ in apackets) * atb,
+                    audio_end=max(p + max(d, 0) for p, d in apackets) * atb,
+                    audio_packet=max(max(d, 0) for _, d in apackets) * atb)
+    return VideoInfo(**info)
