@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-fast venv clean-venv
+.PHONY: test test-slow test-all venv clean-venv
 
 $(PY): requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -16,13 +16,16 @@ $(PY): requirements.txt requirements-dev.txt
 
 venv: $(PY)
 
-# Everything, slow tests included (what CI runs).
+# The default run: everything but the tests marked slow (a few minutes at most).
 test: $(PY)
-	$(PY) -m pytest -q
-
-# The default developer loop: skips tests marked slow.
-test-fast: $(PY)
 	$(PY) -m pytest -q -m "not slow"
+
+# Only the slow ones: real GoogLeNet against Caffe's goldens, kill -9 and resume, ...
+test-slow: $(PY)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(PY)
+	$(PY) -m pytest -q
 
 clean-venv:
 	rm -rf $(VENV)

@@ -38,6 +38,7 @@ class DreamConfig:
     start_frame: int | None = None         # None: the first frame there
     end_frame: int | None = None           # None: the last frame there
     seed: int | None = None                # None: drawn, reported and recorded
+    overwrite: bool = False                # replace frames made otherwise / not by us
     mean: tuple[float, float, float] = field(default=BGR_MEAN)
 
     @property

@@ -71,6 +71,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    "(default: the last there)")
     p.add_argument("--seed", type=int, default=default("seed"),
                    help="seed of the jitter (and random blend); default: drawn and reported")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace frames in the output folder that were dreamed with other "
+                   "parameters (or not by this tool); without it such a run is refused")
     return p
 
 
@@ -81,7 +84,8 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         octave_n=a.octaves, octave_scale=a.octavescale, iter_n=a.iterations, jitter=a.jitter,
         zoom=a.zoom, step_size=a.stepsize, blend=a.blend, layers=tuple(a.layers),
         verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
-        end_frame=a.end_frame, seed=a.seed)
+        end_frame=a.end_frame, seed=a.seed,
+        overwrite=a.overwrite)
 
 
 def _terminate(signum, frame):

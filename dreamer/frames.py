@@ -135,9 +135,12 @@ def read_frame(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
                            "re-extract the frames") from None
 
 
-def write_image(array: np.ndarray, path: Path) -> None:
-    """Writes atomically: a temporary file in the same folder, renamed into place, so an
-    interrupted run never leaves a truncated image under a frame's name."""
+def stage_image(array: np.ndarray, path: Path) -> Path:
+    """Writes the image to a synced temporary file beside `path`; commit() renames it in.
+
+    Writing under a temporary name first means an interrupted run never leaves a
+    truncated image under a frame's name.
+    """
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
     options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
@@ -148,9 +151,27 @@ def write_image(array: np.ndarray, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
+        raise
+    return Path(tmp)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+
+
+def discard(tmp: Path) -> None:
+    _remove_quietly(str(tmp))
+
+
+def write_image(array: np.ndarray, path: Path) -> None:
+    """Atomic image write: stage, then rename into place."""
+    tmp = stage_image(array, path)
+    try:
+        commit(tmp, path)
+    except BaseException:
+        discard(tmp)
         raise
 
 

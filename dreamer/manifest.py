@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from dreamer.errors import DreamerError
 from dreamer.frames import write_text
 
 MANIFEST_NAME = "dream_manifest.json"
+JOURNAL_NAME = "dream_manifest.journal"
 
 
 def sha1_of(path: Path) -> str:
@@ -41,11 +43,15 @@ class Manifest:
     """`dream_manifest.json`: a list of runs and, per frame, which run made it and how.
 
     Runs over other ranges of the same folder add to it, so chained batches stay
-    documented frame by frame.
+    documented frame by frame. Frames are recorded in an append-only journal beside it
+    (one JSON line each, synced), folded into the manifest when a run starts and ends:
+    rewriting the whole manifest after every frame of a long film would cost more than
+    the frames. A line cut short by a crash is ignored.
     """
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / MANIFEST_NAME
+        self.journal = Path(folder) / JOURNAL_NAME
         self.data = {"tool": "DeepDreamVideo", "runs": [], "frames": {}}
         if self.path.exists():
             try:
@@ -54,7 +60,25 @@ class Manifest:
             except (ValueError, KeyError, TypeError):
                 raise DreamerError(f"{self.path} is not a DeepDreamVideo manifest; move it "
                                    "away or choose another -o") from None
+        self._read_journal()
         self.run_index = -1
+
+    def _read_journal(self) -> None:
+        if not self.journal.exists():
+            return
+        for line in self.journal.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                self.data["frames"][f"{int(entry.pop('frame')):08d}"] = entry
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+
+    @property
+    def frames(self) -> dict[int, dict]:
+        return {int(k): v for k, v in self.data["frames"].items()}
+
+    def run(self, index: int) -> dict:
+        return self.data["runs"][index]
 
     def start_run(self, run: dict) -> None:
         self.data["runs"].append({**run, "started": now(), "finished": None})
@@ -62,7 +86,14 @@ class Manifest:
         self.save()
 
     def record_frame(self, k: int, **info) -> None:
-        self.data["frames"][f"{k:08d}"] = {"run": self.run_index, **info}
+        """Appends frame k to the journal and syncs it before the frame is renamed into
+        place, so every frame on disk is documented."""
+        entry = {"run": self.run_index, **info}
+        self.data["frames"][f"{k:08d}"] = entry
+        with open(self.journal, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"frame": k, **entry}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def finish_run(self, description: str, status: str = "complete") -> None:
         run = self.data["runs"][self.run_index]
@@ -72,16 +103,22 @@ class Manifest:
     def save(self) -> None:
         self.data["frames"] = dict(sorted(self.data["frames"].items()))
         write_text(json.dumps(self.data, indent=1) + "\n", self.path)
+        self.journal.unlink(missing_ok=True)  # all of it is in the manifest now
 
 
-def run_record(config, seed: int, frames, size, model_files: dict, device: str,
+def model_record(model_files: dict) -> dict:
+    return {role: {"path": str(p), "sha1": sha1_of(p)} for role, p in model_files.items()}
+
+
+def run_record(config, seed: int, frames, size, model: dict, dream: dict, device: str,
                argv: list[str] | None = None) -> dict:
     params = config.to_dict()
     params.update(seed=seed, end_layers=list(config.end_layers))
     return {
         "command": argv if argv is not None else sys.argv,
         "parameters": params,
-        "model": {role: {"path": str(p), "sha1": sha1_of(p)} for role, p in model_files.items()},
+        "dream": dream,
+        "model": model,
         "versions": versions(),
         "device": device,
         "frames": {"first": frames.first, "last": frames.last, "image_type": frames.image_type,

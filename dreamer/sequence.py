@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamer import objectives, schedule, transforms
+from dreamer import objectives, resume, schedule, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import pick_device
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.frames import (FrameSet, check_sizes, find_frames, frame_name, prepare_output,
-                            preview_size, read_frame, write_image)
-from dreamer.manifest import Manifest, describe, run_record
+from dreamer.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
+                            prepare_output, preview_size, read_frame, stage_image, write_image)
+from dreamer.manifest import Manifest, describe, model_record, run_record, sha1_of
 from dreamer.progress import Progress, Timer
 from dreamer.render import deepdream
 
@@ -137,7 +137,8 @@ class _Run:
     size: tuple[int, int]
     layers: tuple[str, ...]
     blend: str | float
-    seed: int
+    plan: resume.Plan
+    key: str
     mean: torch.Tensor
     guides: dict | None
     device: torch.device
@@ -147,26 +148,50 @@ class _Run:
 
     def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
         """Dreams frame k on top of the previous dream `state`; returns the new state."""
-        config, timer = self.config, Timer()
+        config, timer, seed = self.config, Timer(), self.plan.seed
         layer = schedule.layer_for_frame(self.layers, k)
         raw = _to_tensor(read_frame(self.frames.path(k), self.size), self.device)
-        b = None if state is None else schedule.blend_for_frame(self.blend, k, self.seed)
+        b = None if state is None else schedule.blend_for_frame(self.blend, k, seed)
         img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
                                                          raw, b)
         objective = objectives.guide(self.guides[layer]) if self.guides else objectives.l2
         self.reporter.start(k)
         dreamed = deepdream(self.net, img, layer,
-                            schedule.jitter_offsets(self.seed, k, config.jitter), self.mean,
+                            schedule.jitter_offsets(seed, k, config.jitter), self.mean,
                             iter_n=config.iter_n, octave_n=config.octave_n,
                             octave_scale=config.octave_scale, step_size=config.step_size,
                             objective=objective, on_octave=self.reporter)
         frame = _to_uint8(dreamed)
-        write_image(frame, self.output / frame_name(k, self.frames.image_type))
-        seconds = timer.lap()
-        self.manifest.record_frame(k, layer=layer, blend=b, seconds=round(seconds, 3))
-        self.manifest.save()
-        self.progress.frame_done(k, seconds)
+        self._save(k, frame, dict(layer=layer, blend=b, seconds=round(timer.lap(), 3)))
         return torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float()
+
+    def _save(self, k: int, frame: np.ndarray, info: dict) -> None:
+        """Frame staged, lossless state kept, manifest synced, then the frame renamed in:
+        whatever moment a crash hits, what is on disk under a frame's name is complete
+        and documented, and the state the next frame needs is there."""
+        path = self.output / frame_name(k, self.frames.image_type)
+        tmp = stage_image(frame, path)
+        try:
+            resume.save_state(self.output, k, frame, self.frames.image_type)
+            self.manifest.record_frame(k, key=self.key, seed=self.plan.seed, **info)
+            commit(tmp, path)
+        except BaseException:
+            discard(tmp)
+            raise
+        if k - 1 >= self.plan.start:
+            resume.drop_state(self.output, k - 1)
+        self.progress.frame_done(k, info["seconds"])
+
+
+def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, device,
+                   progress: Progress) -> torch.Tensor | None:
+    """The dream of the frame before the first one, so runs over ranges join seamlessly."""
+    if plan.start <= 1:
+        return None
+    frame, why_not = resume.load_state(output, plan.start - 1, frames.image_type, size)
+    if why_not:
+        progress.info(f"frame {plan.start} starts from the raw frame: {why_not}")
+    return None if frame is None else _to_tensor(frame, device)
 
 
 def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
@@ -175,6 +200,7 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     blend = schedule.parse_blend(config.blend)
     frames = find_frames(config.input, config.image_type, config.start_frame, config.end_frame)
     output = prepare_output(config.output, frames.folder)
+    resume.remove_stale_temps(output)
     width, height = check_sizes(frames)
     size = preview_size(width, height, config.preview)
     device = pick_device(config.gpu)
@@ -187,26 +213,44 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
     guides = (guide_features(net, config.guide_image, layers, mean, device)
               if config.guide_image else None)
-    seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
-    progress = progress or Progress(len(frames.numbers), config.verbose)
-    if config.seed is None:
-        progress.info(f"seed {seed} (repeat this run exactly with --seed {seed})")
 
+    model = model_record(files)
+    guide_sha1 = sha1_of(Path(config.guide_image)) if config.guide_image else None
+    params = resume.dream_params(config, model, guide_sha1, frames.image_type)
     manifest = Manifest(output)
-    manifest.start_run(run_record(config, seed, frames, size, files, str(device), argv))
-    run = _Run(config, net, frames, output, size, layers, blend, seed, mean, guides, device,
-               manifest, progress, _OctaveReporter(progress, config, output / "previews"))
-    state, k = None, frames.first
+    plan = resume.plan_run(manifest, frames, output, params, config.seed,
+                           lambda: secrets.randbelow(2**31), config.overwrite)
+    progress = progress or Progress(frames.last + 1 - (plan.start or frames.last + 1),
+                                    config.verbose)
+    if plan.start is None:
+        progress.info(f"frames {frames.first}..{frames.last} in {output} are already dreamed "
+                      "with these parameters; nothing to do")
+        return RunResult(frames, output, plan.seed,
+                         describe(config, plan.seed, frames, size, config.model_name))
+    if plan.done_before:
+        progress.info(f"resuming at frame {plan.start}: frames {frames.first}..{plan.start - 1}"
+                      f" are already done (seed {plan.seed})")
+    elif plan.seed_source == "drawn":
+        progress.info(f"seed {plan.seed} (repeat this run exactly with --seed {plan.seed})")
+
+    key = resume.params_key(params)
+    record = run_record(config, plan.seed, frames, size, model,
+                        {"params": params, "key": key, "seed": plan.seed}, str(device), argv)
+    manifest.start_run({**record, "resumed_at": plan.start})
+    run = _Run(config, net, frames, output, size, layers, blend, plan, key, mean, guides,
+               device, manifest, progress, _OctaveReporter(progress, config, output / "previews"))
+    state = _carried_state(plan, frames, output, size, device, progress)
+    k = plan.start
     try:
-        for k in frames.numbers:
+        for k in range(plan.start, frames.last + 1):
             state = run.dream_frame(k, state)
     except KeyboardInterrupt:
         manifest.finish_run("", status=f"interrupted at frame {k}")
         done = f"frames {frames.first}..{k - 1} are complete" if k > frames.first \
             else "no frame was finished"
-        raise Interrupted(f"interrupted during frame {k}; {done} in {output}; dream the rest "
-                          f"with -sf {k}") from None
+        raise Interrupted(f"interrupted during frame {k}; {done} in {output}; run the same "
+                          "command again to continue from there") from None
 
-    description = describe(config, seed, frames, size, config.model_name)
+    description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)
-    return RunResult(frames, output, seed, description)
+    return RunResult(frames, output, plan.seed, description)

@@ -1,0 +1,125 @@
+"""Picking up where earlier work stopped: which frames are done, which seed they used,
+and which dreamed frame a run carries in as its state.
+
+A frame is done when it is on disk and the manifest says it was dreamed with the same
+parameters and seed. Frames are pure functions of (parameters, seed, frame number,
+state of the frame before), so a resumed or chained run reproduces an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dreamer import schedule
+from dreamer.errors import DreamerError
+from dreamer.frames import FrameSet, frame_name, read_frame, write_image
+
+# What changes a frame's pixels (with the model, guide, layers and seed).
+DREAM_FIELDS = ("preview", "octave_n", "octave_scale", "iter_n", "jitter", "zoom",
+                "step_size", "mean")
+STATE_DIR = ".dreamer"
+_TEMP_RE = re.compile(r"^\.(\d{8}\.(png|jpg)|dream_manifest\.json|state_\d{8}\.png)\..*\.tmp$")
+
+
+def dream_params(config, model: dict, guide_sha1: str | None, image_type: str) -> dict:
+    params = {f: getattr(config, f) for f in DREAM_FIELDS}
+    params["mean"] = list(params["mean"])
+    params.update(blend=schedule.parse_blend(config.blend), layers=list(config.end_layers),
+                  model={role: m["sha1"] for role, m in model.items()}, guide=guide_sha1,
+                  image_type=image_type)
+    return params
+
+
+def params_key(params: dict) -> str:
+    return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Plan:
+    seed: int
+    start: int | None          # first frame to dream; None when the range is all done
+    seed_source: str           # "given", "resumed" or "drawn"
+    done_before: int           # frames at the start of the range already done
+
+
+def _differences(old: dict, new: dict) -> str:
+    names = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(names[:4]) or "seed"
+
+
+def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int | None,
+             draw_seed, overwrite: bool) -> Plan:
+    """Decides seed and first frame; refuses to replace frames it was not asked to."""
+    key = params_key(params)
+    records = manifest.frames
+    on_disk = {k for k in frames.numbers if (output / frame_name(k, frames.image_type)).exists()}
+    foreign = sorted(k for k in on_disk if k not in records)
+    if foreign and not overwrite:
+        raise DreamerError(f"{output} already holds {frame_name(foreign[0], frames.image_type)}"
+                           f" ({len(foreign)} frame(s) in the range) not made by this tool; "
+                           "add --overwrite to replace them, or choose another -o")
+    done = {k: records[k] for k in on_disk if k in records}
+    source = "given"
+    if seed is None:
+        seeds = {r.get("seed") for r in done.values() if r.get("key") == key}
+        seed, source = (seeds.pop(), "resumed") if len(seeds) == 1 else (draw_seed(), "drawn")
+    same = {k for k, r in done.items() if r.get("key") == key and r.get("seed") == seed}
+    other = sorted(set(done) - same)
+    if other and not overwrite:
+        old = manifest.run(done[other[0]]["run"]).get("dream", {})
+        was = {**old.get("params", {}), "seed": old.get("seed")}
+        raise DreamerError(
+            f"frames {other[0]}..{other[-1]} in {output} were dreamed with other parameters "
+            f"({_differences(was, {**params, 'seed': seed})} differ); add --overwrite to "
+            "replace them, or choose another -o")
+    if overwrite:
+        same = set()
+    start = next((k for k in frames.numbers if k not in same), None)
+    done_before = (start if start is not None else frames.last + 1) - frames.first
+    return Plan(seed, start, source, done_before)
+
+
+def state_path(output: Path, k: int) -> Path:
+    return output / STATE_DIR / f"state_{k:08d}.png"
+
+
+def save_state(output: Path, k: int, frame: np.ndarray, image_type: str) -> None:
+    """jpg frames are lossy: keep the exact dreamed frame for the next frame's blend."""
+    if image_type == "png":
+        return  # the frame itself is lossless
+    state_path(output, k).parent.mkdir(exist_ok=True)
+    write_image(frame, state_path(output, k))
+
+
+def drop_state(output: Path, k: int) -> None:
+    state_path(output, k).unlink(missing_ok=True)
+
+
+def load_state(output: Path, k: int, image_type: str, size: tuple[int, int]):
+    """The dreamed frame k as carried state (uint8 HxWx3), or (None, why not)."""
+    path = output / frame_name(k, image_type) if image_type == "png" else state_path(output, k)
+    if not path.exists():
+        if image_type == "jpg" and (output / frame_name(k, "jpg")).exists():
+            return None, (f"{frame_name(k, 'jpg')} has no lossless copy in {STATE_DIR}/ and "
+                          "a jpg is never re-read as state")
+        return None, None
+    with Image.open(path) as img:
+        if img.size != tuple(size):
+            return None, (f"dreamed frame {k} is {img.width}x{img.height}, this run dreams "
+                          f"at {size[0]}x{size[1]}")
+    return read_frame(path), None
+
+
+def remove_stale_temps(output: Path) -> None:
+    """Temporary files of a run killed mid-write (only ours, matched by name)."""
+    for folder in (output, output / STATE_DIR):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if _TEMP_RE.match(p.name):
+                    p.unlink(missing_ok=True)
