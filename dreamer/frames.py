@@ -74,6 +74,14 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
     if not numbers:
         raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; extract "
                            "them with ./1_movie2frames.sh or check -i and -it")
+    first, last = choose_range(numbers, start, end, image_type, folder)
+    return FrameSet(folder, image_type, first, last)
+
+
+def choose_range(numbers: set[int], start: int | None, end: int | None, image_type: str,
+                 folder: Path | str = ".") -> tuple[int, int]:
+    """[start, end] defaulting to the first and last frame there; every frame in between
+    must be there (a gap would silently skip part of the film)."""
     first = min(numbers) if start is None else start
     last = max(numbers) if end is None else end
     if first < 1:
@@ -86,7 +94,7 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
         raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "
                            f"{folder} ({len(missing)} missing in {first}..{last}); "
                            "re-extract the frames or choose a range with -sf/-ef")
-    return FrameSet(folder, image_type, first, last)
+    return first, last
 
 
 def check_sizes(frames: FrameSet) -> tuple[int, int]:

@@ -194,6 +194,19 @@ def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, devi
     return None if frame is None else _to_tensor(frame, device)
 
 
+def _done_text(frames: FrameSet, k: int, output: Path) -> str:
+    if k > frames.first:
+        return f"frames {frames.first}..{k - 1} are complete in {output}"
+    return "no frame was finished"
+
+
+def _close_run(manifest: Manifest, status: str) -> None:
+    try:
+        manifest.finish_run("", status=status)
+    except OSError:
+        pass  # the disk may be what failed; the synced journal still has every frame
+
+
 def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                    progress: Progress | None = None) -> RunResult:
     check_params(config)
@@ -245,11 +258,14 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
         for k in range(plan.start, frames.last + 1):
             state = run.dream_frame(k, state)
     except KeyboardInterrupt:
-        manifest.finish_run("", status=f"interrupted at frame {k}")
-        done = f"frames {frames.first}..{k - 1} are complete" if k > frames.first \
-            else "no frame was finished"
-        raise Interrupted(f"interrupted during frame {k}; {done} in {output}; run the same "
-                          "command again to continue from there") from None
+        _close_run(manifest, f"interrupted at frame {k}")
+        raise Interrupted(f"interrupted during frame {k}; {_done_text(frames, k, output)}; run "
+                          "the same command again to continue from there") from None
+    except OSError as e:
+        _close_run(manifest, f"failed at frame {k}: {e.strerror or e}")
+        raise DreamerError(f"cannot write frame {k} ({e.strerror or e}); "
+                           f"{_done_text(frames, k, output)}; free disk space or fix "
+                           "permissions, then run the same command again") from None
 
     description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)

@@ -202,3 +202,32 @@ def test_stale_temporary_files_and_torn_journal_lines_are_handled(reference, tin
     assert (out / "notes.tmp").read_text() == "the user's"
     assert frame_bytes(out) == {k: v for k, v in frame_bytes(reference / "ref").items()
                                 if k <= "00000004.png"}
+
+
+def test_disk_full_ends_with_one_line_and_keeps_finished_frames(reference, tiny_model, tmp_path,
+                                                                monkeypatch, capsys):
+    import errno
+
+    import dreamer.frames
+    from dreamer.dream_cli import main
+
+    saved = []
+    real_save = dreamer.frames.Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if len(saved) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(1)
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(dreamer.frames.Image.Image, "save", save)
+    out = tmp_path / "out"
+    code = main(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5)[2:])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "No space left on device" in err and "frames 1..3 are complete" in err
+    assert sorted(p.name for p in out.glob("0*")) == [f"{k:08d}.png" for k in (1, 2, 3)]
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(dreamer.frames.Image.Image, "save", real_save)
+    assert main(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5)[2:]) == 0
+    assert frame_bytes(out) == frame_bytes(reference / "ref")
