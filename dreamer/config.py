@@ -21,7 +21,7 @@ class DreamConfig:
     output: str
     image_type: str | None = None          # png | jpg; None: whatever the input holds
     gpu: int | None = None                 # CUDA device index; None: CPU
-    model_path: str = "../caffe/models/bvlc_googlenet/"
+    model_path: str | None = None          # None: $DREAMER_MODELS, cache, ../caffe/models
     model_name: str = "bvlc_googlenet.caffemodel"
     prototxt: str = "deploy.prototxt"      # inside model_path, as in the original
     preview: int = 0                       # resize frames to this width first; 0: off

@@ -34,7 +34,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    metavar="N", help="dream on CUDA device N (default: the CPU; "
                    "--gpu alone means 0)")
     p.add_argument("-t", "--model_path", default=default("model_path"),
-                   help="folder holding deploy.prototxt and the caffemodel (default: %(default)s)")
+                   help="folder holding deploy.prototxt and the caffemodel (default: search "
+                   "$DREAMER_MODELS/<model>, the cache ~/.cache/dreamer/models/<model>, then "
+                   "the original's ../caffe/models/bvlc_googlenet/)")
     p.add_argument("-m", "--model_name", default=default("model_name"),
                    help="the caffemodel's file name (default: %(default)s)")
     p.add_argument("-p", "--preview", type=int, default=default("preview"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamer import objectives, resume, schedule, transforms
+from dreamer import models, objectives, resume, schedule, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import pick_device
@@ -52,8 +52,8 @@ def check_params(config: DreamConfig) -> None:
 
 
 def model_files(config: DreamConfig) -> dict[str, Path]:
-    folder = Path(config.model_path)
-    return {"prototxt": folder / config.prototxt, "caffemodel": folder / config.model_name}
+    prototxt, caffemodel = models.resolve(config.model_path, config.model_name, config.prototxt)
+    return {"prototxt": prototxt, "caffemodel": caffemodel}
 
 
 def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamConfig) -> None:

@@ -47,7 +47,7 @@ def test_defaults_are_the_original_readmes():
     c = parse(["-i", "a", "-o", "b"])
     assert (c.octave_n, c.octave_scale, c.iter_n, c.jitter, c.step_size) == (4, 1.4, 10, 32, 1.5)
     assert c.blend == "0.5" and c.layers == ("customloop",) and c.zoom == 1.0
-    assert c.model_path == "../caffe/models/bvlc_googlenet/"
+    assert c.model_path is None  # searched: $DREAMER_MODELS, cache, ../caffe/models/
     assert c.model_name == "bvlc_googlenet.caffemodel"
     assert c.gpu is None and c.seed is None
 
