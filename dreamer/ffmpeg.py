@@ -7,6 +7,7 @@ fact comes from ffmpeg itself, from its `-i` report (streams, codecs, size) and 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -15,7 +16,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from statistics import median
 
@@ -31,7 +32,7 @@ SNAP = Fraction(1, 200)          # 0.5 %
 
 # Lines ffmpeg prints after the real error; the line worth showing comes before them.
 _GENERIC = re.compile(r"Conversion failed|Terminating thread|Task finished|Error closing "
-                      r"file|Error writing trailer|Nothing was written|exiting|Exiting",
+                      r"file|Error writing trailer|Nothing was written|exiting",
                       re.IGNORECASE)
 _PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
 
@@ -53,17 +54,21 @@ def find_ffmpeg() -> str:
         return on_path
     try:
         import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError, OSError):
+        exe = None
+    # imageio-ffmpeg hands back $IMAGEIO_FFMPEG_EXE unchecked: check it runs.
+    if not exe or not os.access(exe, os.X_OK):
         raise DreamerError("ffmpeg not found; install it (e.g. apt install ffmpeg) or "
-                           "pip install imageio-ffmpeg") from None
+                           "pip install imageio-ffmpeg")
+    return exe
 
 
 def is_avconv(exe: str) -> bool:
     return Path(exe).name.startswith("avconv")
 
 
-@lru_cache(maxsize=None)
+@cache
 def version_of(exe: str) -> tuple[int, int] | None:
     """(major, minor) of a release build; None for git builds and the unknown, which are
     taken to be recent."""
@@ -78,7 +83,7 @@ def version_of(exe: str) -> tuple[int, int] | None:
 
 def passthrough_flags(exe: str) -> list[str]:
     """Flags for one output image per decoded frame, no duplicates or drops. `-fps_mode`
-    came in ffmpeg 5.1 and `-vsync` went in 8.0, so the version picks."""
+    came in ffmpeg 5.1 and recent releases dropped `-vsync`, so the version picks."""
     version = version_of(exe)
     if is_avconv(exe) or (version is not None and version < (5, 1)):
         return ["-vsync", "passthrough"]
@@ -89,6 +94,16 @@ def _base_flags(exe: str) -> list[str]:
     if is_avconv(exe):
         return ["-loglevel", "error"]
     return ["-hide_banner", "-nostdin", "-loglevel", "error"]
+
+
+def tool_name(exe: str) -> str:
+    """The tool's plain name for messages (imageio-ffmpeg's ffmpeg-linux-x86_64-v9.0.2 is
+    "ffmpeg")."""
+    name = Path(exe).name
+    for known in ("ffmpeg", "avconv", "mencoder", "mplayer"):
+        if name.startswith(known):
+            return known
+    return name
 
 
 def _reason(stderr_tail: str) -> str:
@@ -143,7 +158,8 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
     if proc.returncode != 0:
         text = err.decode("utf-8", "replace")
         tail_text = "\n".join(text.splitlines()[-20:])
-        raise FFmpegError(f"{what} failed ({Path(cmd[0]).name}: {_reason(tail_text)})",
+        raise FFmpegError(f"{what} failed ({tool_name(cmd[0])}: {_reason(tail_text)}); "
+                          "run again with -v for the command and its output",
                           tail_text, proc.returncode)
     return out
 
@@ -179,7 +195,6 @@ class VideoInfo:
     sample_rate: int | None = None
     audio_start: Fraction | None = None
     audio_end: Fraction | None = None
-    audio_packet: Fraction | None = None   # longest audio packet, in seconds
 
 
 @dataclass(frozen=True)
@@ -260,7 +275,7 @@ def _timing(tb: Fraction, packets: list) -> tuple[bool, Fraction | None, Fractio
     """(vfr, measured average rate, start, duration) from a video stream's packets."""
     pts = sorted(p for p, _ in packets)
     last_duration = max(packets, key=lambda p: p[0])[1]
-    deltas = [b - a for a, b in zip(pts, pts[1:])]
+    deltas = [b - a for a, b in zip(pts, pts[1:], strict=False)]
     typical = median(deltas) if deltas else 0
     if last_duration <= 0:
         last_duration = typical
@@ -325,6 +340,5 @@ def probe(path: str | Path, exe: str | None = None) -> VideoInfo:
         info.update(has_audio=True, audio_index=audio.index, audio_codec=audio.codec,
                     sample_rate=int(rate[1]) if rate else None,
                     audio_start=min(p for p, _ in apackets) * atb,
-                    audio_end=max(p + max(d, 0) for p, d in apackets) * atb,
-                    audio_packet=max(max(d, 0) for _, d in apackets) * atb)
+                    audio_end=max(p + max(d, 0) for p, d in apackets) * atb)
     return VideoInfo(**info)

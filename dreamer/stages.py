@@ -22,7 +22,7 @@ import signal
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
@@ -33,7 +33,7 @@ from dreamer.errors import DreamerError
 from dreamer.ffmpeg import FFmpegError, VideoInfo
 from dreamer.frames import FRAME_RE, IMAGE_TYPES, FrameSet, check_sizes, frame_name
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dreamer.stages")   # not __name__: "__main__" under -m
 
 RECORD_NAME = "frames.json"
 MANIFEST_NAME = "dream_manifest.json"   # stage 2's record in its output folder
@@ -89,6 +89,14 @@ def _pattern(folder: Path, image_type: str) -> str:
     return str(folder.absolute()).replace("%", "%%") + f"/%08d.{image_type}"
 
 
+def _frames_input(exe: str, frames: FrameSet, fps: Fraction) -> list[str]:
+    """Input options reading exactly `frames` as a constant-rate video. The pattern type is
+    explicit because old ffmpeg defaulted to glob_sequence, where * ? [ in a path match."""
+    kind = [] if ffmpeg.is_avconv(exe) else ["-pattern_type", "sequence"]
+    return ["-framerate", str(fps), "-start_number", str(frames.first), *kind,
+            "-i", _pattern(frames.folder, frames.image_type)]
+
+
 def _seconds(t: Fraction) -> str:
     return f"{float(t):.6f}"    # ffmpeg counts time in microseconds
 
@@ -131,9 +139,9 @@ def read_record(folder: str | Path) -> dict | None:
     return data if data.get("tool") == "DeepDreamVideo" else None
 
 
-def find_record(frames_dir: Path, original: Path) -> dict | None:
-    """The stage 1 record describing `original`: in `frames_dir` itself (stage 3 run on the
-    extracted frames) or in the input folder stage 2's manifest names (dreamed frames)."""
+def _records_near(frames_dir: Path):
+    """Stage 1 records that may describe these frames: in `frames_dir` itself (frames
+    from stage 1) or in the input folder stage 2's manifest names (dreamed frames)."""
     candidates = [frames_dir]
     try:
         runs = json.loads((frames_dir / MANIFEST_NAME).read_text(encoding="utf-8"))["runs"]
@@ -143,7 +151,14 @@ def find_record(frames_dir: Path, original: Path) -> dict | None:
         pass
     for folder in candidates:
         record = read_record(folder)
-        if record and _same_file(record["source"], original):
+        if record:
+            yield record
+
+
+def find_record(frames_dir: Path, original: Path | None = None) -> dict | None:
+    """The stage 1 record for these frames; with `original`, only one made from it."""
+    for record in _records_near(Path(frames_dir)):
+        if original is None or _same_file(record["source"], original):
             return record
     return None
 
@@ -264,10 +279,8 @@ def _swap_in(work: Path, frames_dir: Path, old: list[str], image_type: str,
 
 
 def _remove_if_empty(folder: Path) -> None:
-    try:
+    with suppress(OSError):
         folder.rmdir()
-    except OSError:
-        pass
 
 
 # --- frames for stage 3 and the GIF ---------------------------------------------------
@@ -367,7 +380,8 @@ def _publish(tmp: Path, output: Path, overwrite: bool) -> None:
                            "again with --overwrite or another -o") from None
     except OSError:    # a file system without hard links
         if output.exists():
-            raise DreamerError(f"{output} already exists; pass --overwrite to replace it")
+            raise DreamerError(f"{output} already exists; pass --overwrite to replace "
+                               "it") from None
         os.replace(tmp, output)
 
 
@@ -382,7 +396,6 @@ class AudioPlan:
     duration: Fraction = Fraction(0)
     index: int | None = None
     sample_rate: int | None = None
-    packet: Fraction = Fraction(0)
     note: str | None = None
 
 
@@ -396,8 +409,7 @@ def plan_audio(info: VideoInfo, start: Fraction, duration: Fraction,
     # Copy only when the packets cover the whole span: copying cannot pad with silence.
     covered = info.audio_start <= start and info.audio_end >= start + duration
     mode = "copy" if can_copy and covered and info.audio_codec in COPY_CODECS else "aac"
-    return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate,
-                     info.audio_packet or Fraction(0))
+    return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate)
 
 
 def _exact_audio_filter(plan: AudioPlan) -> str:
@@ -408,33 +420,37 @@ def _exact_audio_filter(plan: AudioPlan) -> str:
     return f"aresample=async=1:first_pts=0,apad,atrim=end_sample={samples}"
 
 
-def _video_filter(avconv: bool) -> str:
+def _video_filter(exe: str) -> str:
     pad = "pad=ceil(iw/2)*2:ceil(ih/2)*2"      # yuv420p needs even sizes
-    if avconv:
+    if ffmpeg.is_avconv(exe):
         return f"{pad},format=yuv420p"
-    return f"{pad},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    chain = f"{pad},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    version = ffmpeg.version_of(exe)
+    if version is None or version >= (5, 0):
+        # Recent ffmpeg takes colour tags from the frames, not from -color_* options.
+        chain += ",setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+    return chain
 
 
 def ffmpeg_assemble_args(exe: str, frames: FrameSet, fps: Fraction, original: Path,
                          plan: AudioPlan, out: Path, crf: int = CRF) -> list[str]:
     avconv = ffmpeg.is_avconv(exe)
     count = frames.last - frames.first + 1
-    args = ["-framerate", str(fps), "-start_number", str(frames.first),
-            "-i", _pattern(frames.folder, frames.image_type)]
+    args = _frames_input(exe, frames, fps)
     if plan.mode != "none":
         if plan.start > 0:
             args += ["-ss", _seconds(plan.start)]   # before -i: a sample-accurate seek
         args += ["-i", str(original.absolute())]
     args += ["-map", "0:v:0"] + (["-map", f"1:{plan.index}"] if plan.mode != "none" else [])
-    args += ["-frames:v", str(count), "-vf", _video_filter(avconv), "-c:v", "libx264",
+    args += ["-frames:v", str(count), "-vf", _video_filter(exe), "-c:v", "libx264",
              "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"]
     if not avconv:
         args += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
     if plan.mode == "copy":
         # Packets before the cut are kept and hidden by the mp4 edit list, so the sound
-        # starts at the exact sample; it ends within half an audio packet of the frames.
-        args += ["-c:a", "copy", "-copypriorss:a", "1",
-                 "-t", _seconds(plan.duration + plan.packet / 2)]
+        # starts at the exact sample; copied packets end within one packet (~21 ms) of
+        # the last frame (only re-encoding cuts the end to the sample).
+        args += ["-c:a", "copy", "-copypriorss:a", "1", "-t", _seconds(plan.duration)]
     elif plan.mode == "aac":
         args += ["-af", _exact_audio_filter(plan), "-c:a", "aac", "-b:a", AUDIO_BITRATE]
     return args + ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
@@ -489,6 +505,9 @@ def assemble_video(frames_dir: str | Path, original: str | Path, image_type: str
     """Stage 3: the frames in `frames_dir` as an H.264 yuv420p mp4 at the original's exact
     rate, with the original's audio from frame `first`'s time for as long as the frames."""
     _check_image_type(image_type)
+    if not 0 <= crf <= 51:
+        raise DreamerError(f"bad --crf {crf}; x264 takes 0 (lossless) to 51, 18 is a good "
+                           "default")
     frames_dir, original = Path(frames_dir), Path(original)
     frames = scan_frames(frames_dir, image_type, first, last)
     out_path = Path(output) if output else default_output(frames_dir, "_done.mp4")
@@ -533,7 +552,7 @@ def _gif_rate(frames_dir: Path, fps, original) -> Fraction:
         original = Path(original)
         record = find_record(frames_dir, original)
         return Fraction(record["fps"]) if record else ffmpeg.probe(original).fps
-    record = read_record(frames_dir)
+    record = find_record(frames_dir)
     if record:
         return Fraction(record["fps"])
     raise DreamerError(f"cannot tell the frame rate of {frames_dir}; pass the original video "
@@ -557,19 +576,20 @@ def make_gif(frames_dir: str | Path, output: str | Path | None = None,
         filters.append(f"scale={width}:-1:flags=lanczos")
     chain = ",".join(filters) or "null"
     exe = ffmpeg.find_ffmpeg()
-    source = ["-framerate", str(rate), "-start_number", str(frames.first),
-              "-i", _pattern(frames.folder, frames.image_type),
-              "-frames:v", str(frames.last - frames.first + 1)]
+    source = _frames_input(exe, frames, rate)
+    count = str(frames.last - frames.first + 1)
     with tempfile.TemporaryDirectory(prefix="dreamer-") as tmp, \
             _partial(out_path, ".gif") as partial:
+        # Two passes: the 256 colours chosen for these frames, then the frames mapped to
+        # them; far better than GIF's default palette.
         palette = Path(tmp) / "palette.png"
-        ffmpeg.run(exe, source + ["-vf", f"{chain},palettegen=stats_mode=diff",
-                                  "-update", "1", "-frames:v", "1", str(palette)],
-                   "making the GIF's palette")
-        ffmpeg.run(exe, source[:-2] + ["-i", str(palette), "-lavfi",
-                                       f"[0:v]{chain}[x];[x][1:v]paletteuse=dither=sierra2_4a",
-                                       "-frames:v", source[-1], "-loop", "0", "-f", "gif",
-                                       "-y", str(partial)], f"writing {out_path.name}")
+        ffmpeg.run(exe, [*source, "-frames:v", count, "-vf",
+                         f"{chain},palettegen=stats_mode=diff", "-update", "1",
+                         str(palette)], "making the GIF's palette")
+        ffmpeg.run(exe, [*source, "-i", str(palette), "-frames:v", count, "-lavfi",
+                         f"[0:v]{chain}[x];[x][1:v]paletteuse=dither=sierra2_4a",
+                         "-loop", "0", "-f", "gif", "-y", str(partial)],
+                   f"writing {out_path.name}")
         _publish(partial, out_path, overwrite)
     print(f"wrote {out_path}: frames {frames.first}..{frames.last} at {rate} fps")
     return out_path
@@ -583,6 +603,21 @@ class StageFailed(DreamerError):
     def __init__(self, code: int):
         super().__init__(f"stage 2 failed (exit {code})")
         self.code = code
+
+
+def _reusable_record(frames_dir: Path, video: Path, image_type: str) -> dict | None:
+    """Stage 1's record when `frames_dir` already holds all frames of this very video
+    (same file, same size) in this type, so a re-run (e.g. to resume stage 2) skips it."""
+    record = read_record(frames_dir)
+    if not (record and _same_file(record["source"], video)
+            and record.get("source_size") == video.stat().st_size
+            and record.get("image_type") == image_type):
+        return None
+    try:
+        scan_frames(frames_dir, image_type, 1, record["frame_count"])
+    except DreamerError:
+        return None
+    return record
 
 
 def run_all(video: str | Path, workdir: str | Path | None = None, dream_args=(),
@@ -607,7 +642,11 @@ def run_all(video: str | Path, workdir: str | Path | None = None, dream_args=(),
         parsed = dream_cli.build_parser("stage 2").parse_args(stage2)
     except SystemExit as e:     # argparse has printed its one-line error
         raise StageFailed(e.code if isinstance(e.code, int) else 2) from None
-    record = extract_frames(video, frames, image_type, tool)
+    record = _reusable_record(frames, video, image_type)
+    if record:
+        log.info(f"note: reusing the frames in {frames} (extracted from this video before)")
+    else:
+        record = extract_frames(video, frames, image_type, tool)
     code = dream_cli.main(stage2, prog="stage 2")
     if code != 0:
         raise StageFailed(code)
@@ -618,6 +657,21 @@ def run_all(video: str | Path, workdir: str | Path | None = None, dream_args=(),
 
 
 # --- command line ---------------------------------------------------------------------
+
+COMMANDS = {
+    "extract": ("stage 1: a video into numbered frames",
+                "[ffmpeg|avconv|mplayer] VIDEO FRAMES_DIR [png|jpg]"),
+    "assemble": ("stage 3: numbered frames into an mp4 with the original's sound",
+                 "[ffmpeg|avconv|mplayer] FRAMES_DIR ORIGINAL_VIDEO [png|jpg] "
+                 "[-o OUT.mp4] [--overwrite]"),
+    "gif": ("numbered frames into a looping GIF",
+            "FRAMES_DIR [png|jpg] [--original VIDEO | --fps R] [--width W] [-o OUT.gif] "
+            "[--overwrite]"),
+    "all": ("stages 1, 2 and 3 in one go",
+            "VIDEO [-w WORKDIR] [-o OUT.mp4] [--overwrite] [-it png|jpg] "
+            "[-- STAGE-2 FLAGS]"),
+}
+
 
 class _OneLineParser(argparse.ArgumentParser):
     """A usage error is one line (and exit 2), not the usage text plus the error."""
@@ -643,117 +697,69 @@ def _split_positionals(parser, values: list[str], names: tuple[str, ...],
     return tool, values, image_type
 
 
-def _parser(prog: str | None) -> tuple[argparse.ArgumentParser, dict]:
-    p = _OneLineParser(prog=prog, description="DeepDreamVideo stages 1 and 3: video to "
-                       "frames and frames back to video, with the sound in sync.")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the commands run")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
-    ex = sub.add_parser("extract", help="stage 1: video to numbered frames",
-                        usage="%(prog)s [ffmpeg|avconv|mplayer] VIDEO FRAMES_DIR [png|jpg]")
-    ex.add_argument("args", nargs="+", metavar="ARG")
-    asm = sub.add_parser("assemble", help="stage 3: frames to an mp4 with the original's "
-                         "audio", usage="%(prog)s [ffmpeg|avconv|mplayer] FRAMES_DIR "
-                         "ORIGINAL_VIDEO [png|jpg] [-o OUT.mp4] [--overwrite]")
-    asm.add_argument("args", nargs="+", metavar="ARG")
-    asm.add_argument("-o", "--output", help="the video to write (default: "
-                     "<FRAMES_DIR name>_done.mp4 here)")
-    asm.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    asm.add_argument("--crf", type=int, default=CRF, help="x264 quality, lower is better "
-                     "(default: %(default)s)")
-    gif = sub.add_parser("gif", help="frames to a looping GIF",
-                         usage="%(prog)s FRAMES_DIR [png|jpg] [--original VIDEO | --fps R] "
-                         "[--width W] [-o OUT.gif] [--overwrite]")
-    gif.add_argument("args", nargs="+", metavar="ARG")
-    gif.add_argument("--original", help="the video the frames came from (for the rate)")
-    gif.add_argument("--fps", help="frame rate, e.g. 25 or 30000/1001 (default: the "
-                     "source's, from frames.json or --original)")
-    gif.add_argument("--width", type=int, help="scale to this width (default: keep)")
-    gif.add_argument("-o", "--output", help="the GIF to write (default: <FRAMES_DIR "
-                     "name>.gif here)")
-    gif.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    al = sub.add_parser("all", help="stages 1, 2 and 3 in one go",
-                        usage="%(prog)s VIDEO [-w WORKDIR] [-o OUT.mp4] [--overwrite] "
-                        "[-it png|jpg] [-- STAGE-2 FLAGS]")
-    al.add_argument("args", nargs=1, metavar="VIDEO")
-    al.add_argument("-w", "--workdir", help="folder for the frames (default: "
-                    "<VIDEO name>_dream here)")
-    al.add_argument("-o", "--output", help="the video to write (default: "
-                    "<VIDEO name>_dream.mp4 here)")
-    al.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    al.add_argument("-it", "--image-type", choices=IMAGE_TYPES, default="png")
-    al.add_argument("--tool", choices=TOOLS, default="ffmpeg")
-    return p, {"extract": ex, "assemble": asm, "gif": gif, "all": al}
+def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
+    """One parser per command (argparse's subparsers cannot mix options and positionals
+    freely, and `./3_frames2movie.sh DIR VIDEO -o X png` should work)."""
+    description, usage = COMMANDS[command]
+    p = _OneLineParser(prog=prog, usage=f"%(prog)s {usage}", description=description)
+    p.add_argument("args", nargs="*", metavar="ARG", help=usage)
+    p.add_argument("-v", "--verbose", action="store_true", help="also show the commands run")
+    p.add_argument("-q", "--quiet", action="store_true", help="show only errors")
+    if command in ("assemble", "gif", "all"):
+        kind = "GIF" if command == "gif" else "video"
+        default = {"assemble": "<FRAMES_DIR name>_done.mp4", "gif": "<FRAMES_DIR name>.gif",
+                   "all": "<VIDEO name>_dream.mp4"}[command]
+        p.add_argument("-o", "--output", help=f"the {kind} to write (default: {default} "
+                       "in the current directory)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    if command == "assemble":
+        p.add_argument("--crf", type=int, default=CRF, help="x264 quality, lower is better "
+                       "(default: %(default)s)")
+    if command == "gif":
+        p.add_argument("--original", help="the video the frames came from (for the rate)")
+        p.add_argument("--fps", help="frame rate, e.g. 25 or 30000/1001 (default: the "
+                       "source's, from frames.json or --original)")
+        p.add_argument("--width", type=int, help="scale to this width (default: keep)")
+    if command == "all":
+        p.add_argument("-w", "--workdir", help="folder for the frames (default: "
+                       "<VIDEO name>_dream in the current directory)")
+        p.add_argument("-it", "--image-type", choices=IMAGE_TYPES, default="png")
+        p.add_argument("--tool", choices=TOOLS, default="ffmpeg")
+    return p
 
 
-def _dispatch(sub: argparse.ArgumentParser, args, stage2: list[str]) -> None:
-    if args.command == "extract":
+def _dispatch(command: str, parser: argparse.ArgumentParser, args, stage2: list[str]) -> None:
+    if command == "extract":
         tool, (video, frames_dir), image_type = _split_positionals(
-            sub, args.args, ("VIDEO", "FRAMES_DIR"), True)
+            parser, args.args, ("VIDEO", "FRAMES_DIR"), True)
         record = extract_frames(video, frames_dir, image_type or "png", tool)
         print(f"wrote {record['frame_count']} frames ({frame_name(1, record['image_type'])}"
               f"..{frame_name(record['frame_count'], record['image_type'])}, "
               f"{record['width']}x{record['height']} at {record['fps']} fps) to {frames_dir}")
-    elif args.command == "assemble":
+    elif command == "assemble":
         tool, (frames_dir, original), image_type = _split_positionals(
-            sub, args.args, ("FRAMES_DIR", "ORIGINAL_VIDEO"), True)
+            parser, args.args, ("FRAMES_DIR", "ORIGINAL_VIDEO"), True)
         assemble_video(frames_dir, original, image_type, args.output, args.overwrite, tool,
                        crf=args.crf)
-    elif args.command == "gif":
-        _, (frames_dir,), image_type = _split_positionals(sub, args.args, ("FRAMES_DIR",),
-                                                          False)
+    elif command == "gif":
+        _, (frames_dir,), image_type = _split_positionals(parser, args.args,
+                                                          ("FRAMES_DIR",), False)
         make_gif(frames_dir, args.output, image_type, args.fps, args.original, args.width,
                  args.overwrite)
     else:
+        if len(args.args) != 1:
+            parser.error("expected one VIDEO; put stage-2 flags after --")
         run_all(args.args[0], args.workdir, stage2, args.output, args.image_type,
                 args.overwrite, args.tool)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, unwinding like Ctrl-C through the blocks that stop ffmpeg and remove
+    temporary files."""
+
+
 def _on_signal(signum, _frame):
-    # SystemExit unwinds through the finally blocks that kill ffmpeg and remove temp files.
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    stage2: list[str] = []
-    if argv[:1] == ["all"] and "--" in argv:
-        cut = argv.index("--")
-        argv, stage2 = argv[:cut], argv[cut + 1:]
-    parser, subs = _parser(prog or os.environ.get("DREAMER_PROG")
-                           or "python -m dreamer.stages")
-    args = parser.parse_intermixed_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("dreamer")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if args.verbose else
-                  logging.WARNING if args.quiet else logging.INFO)
-    previous = _install_signal_handler()
-    try:
-        _dispatch(subs[args.command], args, stage2)
-    except StageFailed as e:
-        return e.code
-    except FFmpegError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 1
-    except DreamerError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was published, run the command again",
-              file=sys.stderr)
-        return 130
-    except OSError as e:
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}; free disk space or fix permissions, then "
-              "run again", file=sys.stderr)
-        return 1
-    finally:
-        root.removeHandler(handler)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
+    raise _Terminated
 
 
 def _install_signal_handler():
@@ -766,6 +772,66 @@ def _install_signal_handler():
 
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        name = prog or "python -m dreamer.stages"
+        if argv[:1] in (["-h"], ["--help"]):
+            print(f"usage: {name} {{{','.join(COMMANDS)}}} ...\n")
+            for command, (description, usage) in COMMANDS.items():
+                print(f"  {command} {usage}\n      {description}")
+            return 0
+        print(f"{name}: error: choose a command: {', '.join(COMMANDS)} (see --help)",
+              file=sys.stderr)
+        return 2
+    command, argv = argv[0], argv[1:]
+    stage2: list[str] = []
+    if command == "all" and "--" in argv:
+        cut = argv.index("--")
+        argv, stage2 = argv[:cut], argv[cut + 1:]
+    parser = _command_parser(command, prog or os.environ.get("DREAMER_PROG")
+                             or f"python -m dreamer.stages {command}")
+    args = parser.parse_intermixed_args(argv)
+    return _run_command(command, parser, args, stage2)
+
+
+def _run_command(command: str, parser, args, stage2: list[str]) -> int:
+    """Runs one command; any DreamerError becomes one line on stderr and an exit status."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("dreamer")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if args.verbose else
+                  logging.WARNING if args.quiet else logging.INFO)
+    previous = _install_signal_handler()
+    try:
+        _dispatch(command, parser, args, stage2)
+    except StageFailed as e:
+        return e.code
+    except FFmpegError as e:
+        if args.verbose and e.stderr_tail:
+            print(e.stderr_tail, file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except DreamerError as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print("error: interrupted; temporary files were removed, run the command again",
+              file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; free disk space or fix permissions, then "
+              "run again", file=sys.stderr)
+        return 1
+    finally:
+        root.removeHandler(handler)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
 
 
 if __name__ == "__main__":
