@@ -6,21 +6,12 @@
 #       [-o OUT.gif] [--overwrite]
 #
 # Default output: <FRAMES_DIR name>.gif in the current directory. The work is in
-# dreamer/stages.py.
+# dreamer/gif.py.
 set -euo pipefail
 
-src=${BASH_SOURCE[0]}
-[[ ${src} == */* ]] || src=./${src}
-here=$(cd -- "${src%/*}" && pwd)
-python=${DREAMER_PYTHON:-}
-if [[ -z ${python} ]]; then
-    python=python3
-    [[ -x ${here}/.venv/bin/python ]] && python=${here}/.venv/bin/python
-fi
-if ! "${python}" -c 'import numpy, PIL' 2>/dev/null; then
-    echo "error: ${python} cannot run DeepDreamVideo (missing or without its packages); run 'make venv' in ${here}, or set DREAMER_PYTHON" >&2
-    exit 2
-fi
-export PYTHONPATH="${here}${PYTHONPATH:+:${PYTHONPATH}}"
-export DREAMER_PROG=${0##*/}
-exec "${python}" -m dreamer.stages gif "$@"
+# This script's folder (with a trailing /, or none for the current one), in bash
+# alone: dirname may not be on PATH.
+me=${BASH_SOURCE[0]}
+# shellcheck source=SCRIPTDIR/dreamer/run_stage.sh
+source "${me%"${me##*/}"}dreamer/run_stage.sh"
+run_stage gif "$@"

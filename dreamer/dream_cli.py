@@ -12,14 +12,8 @@ import torch
 
 from dreamer.config import DreamConfig, default
 from dreamer.errors import DreamerError, Interrupted
+from dreamer.oneline import OneLineParser, os_error_line
 from dreamer.sequence import dream_sequence
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not usage plus error."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -112,9 +106,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
               "octaves", file=sys.stderr)
         return 1
     except OSError as e:
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"error: {e.strerror or e}{where}; free disk space or fix permissions, then "
-              "run again", file=sys.stderr)
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -19,7 +19,7 @@ def _umask() -> int:
 
 
 # mkstemp creates files 0600; frames should get the permissions any new file gets.
-_FILE_MODE = 0o666 & ~_umask()
+FILE_MODE = 0o666 & ~_umask()
 
 FRAME_RE = re.compile(r"^(\d{8})\.(png|jpg)$")
 IMAGE_TYPES = ("png", "jpg")
@@ -45,7 +45,8 @@ class FrameSet:
         return range(self.first, self.last + 1)
 
 
-def _numbered(folder: Path) -> dict[str, set[int]]:
+def numbered_frames(folder: Path) -> dict[str, set[int]]:
+    """{image type: the numbers of the frames of that type in `folder`}."""
     found: dict[str, set[int]] = {t: set() for t in IMAGE_TYPES}
     for name in os.listdir(folder):
         m = FRAME_RE.match(name)
@@ -61,7 +62,7 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
     if not folder.is_dir():
         raise DreamerError(f"input folder {folder} does not exist; extract frames into it "
                            "with ./1_movie2frames.sh first")
-    found = _numbered(folder)
+    found = numbered_frames(folder)
     if image_type is None:
         present = [t for t in IMAGE_TYPES if found[t]]
         if len(present) > 1:
@@ -158,7 +159,7 @@ def stage_image(array: np.ndarray, path: Path) -> Path:
             Image.fromarray(array).save(f, format=fmt, **options)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
     except BaseException:
         _remove_quietly(tmp)
         raise
@@ -190,7 +191,7 @@ def write_text(text: str, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)

@@ -2,7 +2,6 @@
 their video ("the parameters used")."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -17,17 +16,10 @@ import torch
 import dreamer
 from dreamer.errors import DreamerError
 from dreamer.frames import write_text
+from dreamer.models import sha1_file
 
 MANIFEST_NAME = "dream_manifest.json"
 JOURNAL_NAME = "dream_manifest.journal"
-
-
-def sha1_of(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def versions() -> dict:
@@ -107,7 +99,7 @@ class Manifest:
 
 
 def model_record(model_files: dict) -> dict:
-    return {role: {"path": str(p), "sha1": sha1_of(p)} for role, p in model_files.items()}
+    return {role: {"path": str(p), "sha1": sha1_file(p)} for role, p in model_files.items()}
 
 
 def run_record(config, seed: int, frames, size, model: dict, dream: dict, device: str,

@@ -16,7 +16,8 @@ from dreamer.device import pick_device
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
                             prepare_output, preview_size, read_frame, stage_image, write_image)
-from dreamer.manifest import Manifest, describe, model_record, run_record, sha1_of
+from dreamer.manifest import Manifest, describe, model_record, run_record
+from dreamer.models import sha1_file
 from dreamer.progress import Progress, Timer
 from dreamer.render import deepdream
 
@@ -228,7 +229,7 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
               if config.guide_image else None)
 
     model = model_record(files)
-    guide_sha1 = sha1_of(Path(config.guide_image)) if config.guide_image else None
+    guide_sha1 = sha1_file(Path(config.guide_image)) if config.guide_image else None
     params = resume.dream_params(config, model, guide_sha1, frames.image_type)
     manifest = Manifest(output)
     plan = resume.plan_run(manifest, frames, output, params, config.seed,

@@ -13,7 +13,8 @@ from conftest import run_dream, tree_hashes, write_frames
 from dreamer import schedule, transforms
 from dreamer.caffe.net import load_net
 from dreamer.config import DreamConfig
-from dreamer.manifest import MANIFEST_NAME, sha1_of
+from dreamer.manifest import MANIFEST_NAME
+from dreamer.models import sha1_file
 from dreamer.progress import Progress
 from dreamer.render import deepdream
 from dreamer.sequence import dream_sequence
@@ -76,8 +77,8 @@ def test_manifest_records_parameters_models_and_each_frame(tmp_path, tiny_model,
     (r,) = m["runs"]
     assert r["parameters"]["seed"] == result.seed
     assert r["parameters"]["octave_n"] == 2 and r["parameters"]["blend"] == "loop"
-    assert r["model"]["caffemodel"]["sha1"] == sha1_of(tiny_model / "tiny.caffemodel")
-    assert r["model"]["prototxt"]["sha1"] == sha1_of(tiny_model / "deploy.prototxt")
+    assert r["model"]["caffemodel"]["sha1"] == sha1_file(tiny_model / "tiny.caffemodel")
+    assert r["model"]["prototxt"]["sha1"] == sha1_file(tiny_model / "deploy.prototxt")
     assert r["versions"]["torch"] == torch.__version__
     assert r["frames"] == {"first": 1, "last": 4, "image_type": "png", "width": 48,
                            "height": 40}
@@ -125,7 +126,7 @@ def test_zoom_falls_into_the_dream(tmp_path, tiny_model, frames):
 @pytest.mark.parametrize("mode,size", [("RGBA", (300, 200)), ("L", (50, 40)),
                                        ("RGB", (100, 500))])
 def test_guide_images_of_any_size_and_mode(tmp_path, tiny_model, frames, mode, size):
-    guide = tmp_path / f"guide.png"
+    guide = tmp_path / "guide.png"
     Image.new(mode, size, color=128 if mode == "L" else (200, 50, 10, 255)[: len(mode)]) \
         .save(guide)
     run(tmp_path, tiny_model, out="guided", guide_image=str(guide), seed=4, end_frame=1)

@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamer import ffmpeg, stages
+from dreamer import assemble, extract, ffmpeg, stages
 from dreamer.errors import DreamerError
 from dreamer.ffmpeg import FFmpegError, VideoInfo
+from dreamer.frames import FrameSet
 
 REPO = Path(__file__).resolve().parent.parent
 NTSC = Fraction(30000, 1001)
@@ -151,7 +152,7 @@ def clips(ff, tmp_path_factory) -> dict[str, Path]:
 
 def frames_of(ff, clips, tmp_path, name="cfr", image_type="png") -> Path:
     folder = tmp_path / f"{name}_frames"
-    stages.extract_frames(clips[name], folder, image_type)
+    extract.extract_frames(clips[name], folder, image_type)
     return folder
 
 
@@ -266,10 +267,10 @@ def test_stage1_failure_keeps_earlier_frames_and_leaves_no_temp(ff, clips, tmp_p
         raise FFmpegError("extracting frames failed (ffmpeg: No space left on device)")
     monkeypatch.setattr(ffmpeg, "run", dies_mid_extraction)
     with pytest.raises(FFmpegError, match="No space"):
-        stages.extract_frames(clips["cfr"], folder, "png")
+        extract.extract_frames(clips["cfr"], folder, "png")
     assert tree_hashes(folder) == before     # earlier frames and record as they were
     with pytest.raises(FFmpegError, match="No space"):
-        stages.extract_frames(clips["cfr"], tmp_path / "new" / "frames", "png")
+        extract.extract_frames(clips["cfr"], tmp_path / "new" / "frames", "png")
     assert not (tmp_path / "new" / "frames").exists()
 
 
@@ -423,7 +424,7 @@ def user_files(ff, clips, tmp_path_factory) -> Path:
     bad-input tests, each of which proves it left every file as it was."""
     tmp_path = tmp_path_factory.mktemp("user")
     shutil.copy(clips["cfr"], tmp_path / "video.mp4")
-    stages.extract_frames(tmp_path / "video.mp4", tmp_path / "frames", "png")
+    extract.extract_frames(tmp_path / "video.mp4", tmp_path / "frames", "png")
     (tmp_path / "frames_done.mp4").write_bytes(b"the user's finished video")
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "empty").mkdir()
@@ -589,13 +590,13 @@ def _info(**kw) -> VideoInfo:
 
 
 def test_plan_audio_copies_only_what_it_can_cut_and_cover():
-    assert stages.plan_audio(_info(), Fraction(1), Fraction(1)).mode == "copy"
-    assert stages.plan_audio(_info(audio_codec="flac"), Fraction(1), Fraction(1)).mode == "aac"
-    assert stages.plan_audio(_info(), Fraction(1), Fraction(1), can_copy=False).mode == "aac"
+    assert assemble.plan_audio(_info(), Fraction(1), Fraction(1)).mode == "copy"
+    assert assemble.plan_audio(_info(audio_codec="flac"), Fraction(1), Fraction(1)).mode == "aac"
+    assert assemble.plan_audio(_info(), Fraction(1), Fraction(1), can_copy=False).mode == "aac"
     short = _info(audio_end=Fraction(3, 2))     # sound ends before the frames: pad it
-    assert stages.plan_audio(short, Fraction(1), Fraction(1)).mode == "aac"
-    assert stages.plan_audio(short, Fraction(2), Fraction(1)).mode == "none"
-    silent = stages.plan_audio(_info(has_audio=False), Fraction(0), Fraction(1))
+    assert assemble.plan_audio(short, Fraction(1), Fraction(1)).mode == "aac"
+    assert assemble.plan_audio(short, Fraction(2), Fraction(1)).mode == "none"
+    silent = assemble.plan_audio(_info(has_audio=False), Fraction(0), Fraction(1))
     assert silent.mode == "none" and "no audio" in silent.note
 
 
@@ -609,10 +610,10 @@ def test_ffmpeg_flags_follow_the_version(monkeypatch):
 
 def test_assemble_command_is_an_argument_list(monkeypatch):
     monkeypatch.setattr(ffmpeg, "version_of", lambda exe: (9, 0))
-    frames = stages.FrameSet(Path("/a b/100% 'x'"), "png", 101, 250)
-    plan = stages.plan_audio(_info(audio_end=Fraction(10)), Fraction(100, 30),
+    frames = FrameSet(Path("/a b/100% 'x'"), "png", 101, 250)
+    plan = assemble.plan_audio(_info(audio_end=Fraction(10)), Fraction(100, 30),
                              Fraction(150, 30))
-    args = stages.ffmpeg_assemble_args("ffmpeg", frames, NTSC, Path("/v/o.mp4"), plan,
+    args = assemble.ffmpeg_assemble_args("ffmpeg", frames, NTSC, Path("/v/o.mp4"), plan,
                                        Path("/o/out.mp4"))
     assert args[args.index("-framerate") + 1] == "30000/1001"
     assert args[args.index("-start_number") + 1] == "101"
@@ -624,17 +625,17 @@ def test_assemble_command_is_an_argument_list(monkeypatch):
 
 
 def test_mplayer_commands(tmp_path):
-    cmd = stages.mplayer_extract_cmd("mplayer", Path("/v/a:b.mp4"), "jpg",
+    cmd = extract.mplayer_extract_cmd("mplayer", Path("/v/a:b.mp4"), "jpg",
                                      Path("/f/x:y, z"))
     assert cmd[-1] == "/v/a:b.mp4"
     assert "jpeg:quality=95:outdir=%9%/f/x:y, z" in cmd
-    frames = stages.FrameSet(tmp_path, "png", 11, 40)
-    cmd = stages.mencoder_cmd("mencoder", frames, NTSC, (97, 61), tmp_path / "list.txt",
+    frames = FrameSet(tmp_path, "png", 11, 40)
+    cmd = assemble.mencoder_cmd("mencoder", frames, NTSC, (97, 61), tmp_path / "list.txt",
                               tmp_path / "a.wav", tmp_path / "o.mp4")
     assert cmd[1] == f"mf://@{tmp_path / 'list.txt'}"
     assert cmd[cmd.index("-ofps") + 1] == "30000/1001"
     assert "expand=98:62:0:0" in cmd and "-audiofile" in cmd
-    silent = stages.mencoder_cmd("mencoder", frames, NTSC, (96, 64), tmp_path / "l.txt",
+    silent = assemble.mencoder_cmd("mencoder", frames, NTSC, (96, 64), tmp_path / "l.txt",
                                  None, tmp_path / "o.mp4")
     assert "-nosound" in silent and "-vf" not in silent
 
@@ -667,9 +668,9 @@ def test_scan_frames_takes_the_contiguous_run(tmp_path):
     for k in range(101, 251):
         (tmp_path / f"{k:08d}.png").write_bytes(b"")
     (tmp_path / "dream_manifest.json").write_text("{}")
-    frames = stages.scan_frames(tmp_path)
+    frames = assemble.scan_frames(tmp_path)
     assert (frames.first, frames.last, frames.image_type) == (101, 250, "png")
-    assert stages.scan_frames(tmp_path, "png", 120, 130).numbers == range(120, 131)
+    assert assemble.scan_frames(tmp_path, "png", 120, 130).numbers == range(120, 131)
     (tmp_path / "00000200.png").unlink()
     with pytest.raises(DreamerError, match="00000200.png is missing"):
-        stages.scan_frames(tmp_path)
+        assemble.scan_frames(tmp_path)

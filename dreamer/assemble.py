@@ -1,0 +1,321 @@
+"""Stage 3 of DeepDreamVideo: a contiguous run of (dreamed) numbered frames back into an
+H.264 mp4 with the original's sound under it, in sync with whichever frames are there
+(e.g. 101..250 after dreaming only those). Also the output-file handling the GIF maker
+and the all-in-one command share: refuse before the work, publish only when done."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from dreamer import ffmpeg
+from dreamer.errors import DreamerError
+from dreamer.extract import find_record
+from dreamer.ffmpeg import VideoInfo
+from dreamer.frames import (
+    FILE_MODE,
+    IMAGE_TYPES,
+    FrameSet,
+    check_sizes,
+    frame_name,
+    numbered_frames,
+)
+from dreamer.tools import check_image_type, image2_pattern, same_file, tool_exe
+
+log = logging.getLogger(__name__)
+
+# Audio an mp4 holds that plays everywhere; anything else is re-encoded once, to AAC.
+COPY_CODECS = ("aac", "mp3")
+CRF = 18            # x264: visually lossless for most material, sizes stay sane
+AUDIO_BITRATE = "192k"
+
+
+# --- the frames -----------------------------------------------------------------------
+
+def scan_frames(folder: str | Path, image_type: str | None = None, first: int | None = None,
+                last: int | None = None) -> FrameSet:
+    """The contiguous run of frames in `folder` (e.g. 101..250 after `-sf 101 -ef 250`),
+    checked to have no gap; `first`/`last` narrow it."""
+    check_image_type(image_type)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DreamerError(f"frames folder {folder} does not exist; run stages 1 and 2 "
+                           "first, or check the path")
+    found = numbered_frames(folder)
+    if image_type is None:
+        image_type = _the_one_type(folder, found)
+    numbers = found[image_type]
+    if not numbers:
+        raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; run "
+                           "stages 1 and 2 first, or check the folder and the image type")
+    lo, hi = _gapless_range(folder, image_type, numbers, first, last)
+    return FrameSet(folder, image_type, lo, hi)
+
+
+def _the_one_type(folder: Path, found: dict[str, set[int]]) -> str:
+    """The image type the folder holds frames of (png when none); refuses a mix."""
+    present = [t for t in IMAGE_TYPES if found[t]]
+    if len(present) > 1:
+        raise DreamerError(f"{folder} holds both png and jpg frames; name the type to "
+                           "use (png or jpg) or move one set away")
+    return present[0] if present else "png"
+
+
+def _gapless_range(folder: Path, image_type: str, numbers: set[int], first: int | None,
+                   last: int | None) -> tuple[int, int]:
+    """[first, last], defaulting to the ends of what is there; a gap would put the sound
+    out of sync from the gap on, so it is refused."""
+    lo = min(numbers) if first is None else first
+    hi = max(numbers) if last is None else last
+    if lo < 1 or lo > hi:
+        raise DreamerError(f"bad frame range {lo}..{hi}; frames are numbered from 1")
+    missing = [k for k in range(lo, hi + 1) if k not in numbers]
+    if missing:
+        raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "
+                           f"{folder} ({len(missing)} missing in {lo}..{hi}); dream the "
+                           "missing frames or move the stray ones away")
+    return lo, hi
+
+
+def frames_input(exe: str, frames: FrameSet, fps: Fraction) -> list[str]:
+    """Input options reading exactly `frames` as a constant-rate video. The pattern type is
+    explicit because old ffmpeg defaulted to glob_sequence, where * ? [ in a path match."""
+    kind = [] if ffmpeg.is_avconv(exe) else ["-pattern_type", "sequence"]
+    return ["-framerate", str(fps), "-start_number", str(frames.first), *kind,
+            "-i", image2_pattern(frames.folder, frames.image_type)]
+
+
+def _rate_and_start(frames_dir: Path, original: Path, info: VideoInfo
+                    ) -> tuple[Fraction, Fraction]:
+    """The exact rate the frames were made at and where frame 1 sits in the original:
+    stage 1's record when it describes this video, else the probe (same rule as stage 1)."""
+    record = find_record(frames_dir, original)
+    if record:
+        return Fraction(record["fps"]), Fraction(record["video_start"])
+    return info.fps, info.video_start
+
+
+# --- output files ---------------------------------------------------------------------
+
+def default_output(frames_dir: Path, suffix: str) -> Path:
+    """`<FRAMES_DIR name><suffix>` in the current directory, as the original scripts did."""
+    name = frames_dir.absolute().name or "frames"
+    return Path.cwd() / f"{name}{suffix}"
+
+
+def check_output(output: Path, overwrite: bool, protect: tuple[Path, ...] = ()) -> Path:
+    """Refuses, before any work, an output that exists (unless `overwrite`), is a folder,
+    is one of the inputs, or cannot be written."""
+    if output.is_dir():
+        raise DreamerError(f"output {output} is a folder; name a file with -o")
+    if not output.parent.is_dir():
+        raise DreamerError(f"folder {output.parent} does not exist; create it or choose "
+                           "another output with -o")
+    for path in protect:
+        if same_file(output, path):
+            raise DreamerError(f"output {output} is the input {path}; choose another name "
+                               "with -o")
+    if output.exists() and not overwrite:
+        raise DreamerError(f"{output} already exists; pass --overwrite to replace it, or "
+                           "choose another name with -o")
+    if not os.access(output.parent, os.W_OK):
+        raise DreamerError(f"cannot write to {output.parent}; fix its permissions or choose "
+                           "another output with -o")
+    return output
+
+
+@contextmanager
+def partial_output(output: Path, suffix: str):
+    """A temporary name beside `output` for the tool to write to; removed if unused."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=f".part{suffix}",
+                               dir=output.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def publish(tmp: Path, output: Path, overwrite: bool) -> None:
+    """Renames the finished file into place; without `overwrite`, never over a file that
+    appeared meanwhile (a hard link fails if the name exists; rename would not)."""
+    os.chmod(tmp, FILE_MODE)
+    if overwrite:
+        os.replace(tmp, output)
+        return
+    try:
+        os.link(tmp, output)
+    except FileExistsError:
+        raise DreamerError(f"{output} appeared while we worked; it was left alone, run "
+                           "again with --overwrite or another -o") from None
+    except OSError:    # a file system without hard links
+        if output.exists():
+            raise DreamerError(f"{output} already exists; pass --overwrite to replace "
+                               "it") from None
+        os.replace(tmp, output)
+
+
+# --- the sound ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AudioPlan:
+    """What goes under the frames: nothing, the original's packets copied, or AAC.
+    `start` is seconds into the original, `duration` the frames' duration."""
+    mode: str                  # "none" | "copy" | "aac"
+    start: Fraction = Fraction(0)
+    duration: Fraction = Fraction(0)
+    index: int | None = None
+    sample_rate: int | None = None
+    note: str | None = None
+
+
+def plan_audio(info: VideoInfo, start: Fraction, duration: Fraction,
+               can_copy: bool = True) -> AudioPlan:
+    if not info.has_audio:
+        return AudioPlan("none", note=f"{info.path.name} has no audio: the video is silent")
+    if start >= info.audio_end:
+        return AudioPlan("none", note=f"{info.path.name}'s audio ends before these frames: "
+                         "the video is silent")
+    # Copy only when the packets cover the whole span: copying cannot pad with silence.
+    covered = info.audio_start <= start and info.audio_end >= start + duration
+    mode = "copy" if can_copy and covered and info.audio_codec in COPY_CODECS else "aac"
+    return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate)
+
+
+def _exact_audio_filter(plan: AudioPlan) -> str:
+    """Decoded audio cut to the sample: silence in front if the original's sound starts
+    late, silence after if it ends early, and exactly `duration` long."""
+    rate = plan.sample_rate or 48000
+    samples = round(plan.duration * rate)
+    return f"aresample=async=1:first_pts=0,apad,atrim=end_sample={samples}"
+
+
+def _seconds(t: Fraction) -> str:
+    return f"{float(t):.6f}"    # ffmpeg counts time in microseconds
+
+
+# --- the tools' commands --------------------------------------------------------------
+
+def _video_filter(exe: str) -> str:
+    pad = "pad=ceil(iw/2)*2:ceil(ih/2)*2"      # yuv420p needs even sizes
+    if ffmpeg.is_avconv(exe):
+        return f"{pad},format=yuv420p"
+    chain = f"{pad},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p"
+    version = ffmpeg.version_of(exe)
+    if version is None or version >= (5, 0):
+        # Recent ffmpeg takes colour tags from the frames, not from -color_* options.
+        chain += ",setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709"
+    return chain
+
+
+def ffmpeg_assemble_args(exe: str, frames: FrameSet, fps: Fraction, original: Path,
+                         plan: AudioPlan, out: Path, crf: int = CRF) -> list[str]:
+    avconv = ffmpeg.is_avconv(exe)
+    count = frames.last - frames.first + 1
+    args = frames_input(exe, frames, fps)
+    if plan.mode != "none":
+        if plan.start > 0:
+            args += ["-ss", _seconds(plan.start)]   # before -i: a sample-accurate seek
+        args += ["-i", str(original.absolute())]
+    args += ["-map", "0:v:0"] + (["-map", f"1:{plan.index}"] if plan.mode != "none" else [])
+    args += ["-frames:v", str(count), "-vf", _video_filter(exe), "-c:v", "libx264",
+             "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"]
+    if not avconv:
+        args += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+    if plan.mode == "copy":
+        # Packets before the cut are kept and hidden by the mp4 edit list, so the sound
+        # starts at the exact sample; copied packets end within one packet (~21 ms) of
+        # the last frame (only re-encoding cuts the end to the sample).
+        args += ["-c:a", "copy", "-copypriorss:a", "1", "-t", _seconds(plan.duration)]
+    elif plan.mode == "aac":
+        args += ["-af", _exact_audio_filter(plan), "-c:a", "aac", "-b:a", AUDIO_BITRATE]
+    return args + ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
+
+
+def mencoder_cmd(exe: str, frames: FrameSet, fps: Fraction, size: tuple[int, int],
+                 frame_list: Path, wav: Path | None, out: Path, crf: int = CRF) -> list[str]:
+    """MPlayer's encoder: frames listed in a file (any path is safe), x264, the exact-cut
+    audio from `wav` as mp3, in an mp4."""
+    w, h = size
+    cmd = [exe, f"mf://@{frame_list.absolute()}",
+           "-mf", f"fps={float(fps):.9f}:type={frames.image_type}", "-ofps", str(fps)]
+    if w % 2 or h % 2:
+        cmd += ["-vf", f"expand={w + w % 2}:{h + h % 2}:0:0"]
+    cmd += ["-ovc", "x264", "-x264encopts", f"crf={crf}:global_header"]
+    if wav is not None:
+        cmd += ["-audiofile", str(wav), "-oac", "mp3lame", "-lameopts", "cbr:br=192"]
+    else:
+        cmd += ["-nosound"]
+    return cmd + ["-of", "lavf", "-lavfopts", "format=mp4", "-o", str(out)]
+
+
+def _assemble_mencoder(exe: str, frames: FrameSet, fps: Fraction, size, original: Path,
+                       plan: AudioPlan, out: Path, tmp: Path) -> None:
+    frame_list = tmp / "frames.txt"
+    frame_list.write_text("".join(f"{frames.path(k).absolute()}\n" for k in frames.numbers),
+                          encoding="utf-8")
+    wav = None
+    if plan.mode != "none":
+        # mencoder cannot cut to the sample; ffmpeg (always there via imageio-ffmpeg)
+        # cuts the sound exactly into a WAV that mencoder then encodes.
+        wav = tmp / "audio.wav"
+        args = (["-ss", _seconds(plan.start)] if plan.start > 0 else [])
+        ffmpeg.run(ffmpeg.find_ffmpeg(),
+                   args + ["-i", str(original.absolute()), "-map", f"0:{plan.index}",
+                           "-af", _exact_audio_filter(plan), "-c:a", "pcm_s16le", "-f",
+                           "wav", str(wav)], f"cutting the audio of {original}")
+    ffmpeg.run_tool(mencoder_cmd(exe, frames, fps, size, frame_list, wav, out),
+                    f"encoding {frames.folder} with mencoder")
+
+
+# --- stage 3 ---------------------------------------------------------------------------
+
+def _encode(exe: str, tool: str, frames: FrameSet, fps: Fraction, size: tuple[int, int],
+            original: Path, plan: AudioPlan, out_path: Path, overwrite: bool,
+            crf: int) -> None:
+    """Encodes into a temporary file beside `out_path` and publishes it when complete,
+    so an interrupted run never leaves a truncated video under the real name."""
+    with tempfile.TemporaryDirectory(prefix="dreamer-") as tmp, \
+            partial_output(out_path, ".mp4") as partial:
+        if tool == "mplayer":
+            _assemble_mencoder(exe, frames, fps, size, original, plan, partial, Path(tmp))
+        else:
+            ffmpeg.run(exe, ffmpeg_assemble_args(exe, frames, fps, original, plan, partial,
+                                                 crf), f"encoding {out_path.name}",
+                       progress=True)
+        publish(partial, out_path, overwrite)
+
+
+def assemble_video(frames_dir: str | Path, original: str | Path, image_type: str | None = None,
+                   output: str | Path | None = None, overwrite: bool = False,
+                   tool: str = "ffmpeg", first: int | None = None, last: int | None = None,
+                   crf: int = CRF) -> Path:
+    """Stage 3: the frames in `frames_dir` as an H.264 yuv420p mp4 at the original's exact
+    rate, with the original's audio from frame `first`'s time for as long as the frames."""
+    check_image_type(image_type)
+    if not 0 <= crf <= 51:
+        raise DreamerError(f"bad --crf {crf}; x264 takes 0 (lossless) to 51, 18 is a good "
+                           "default")
+    frames_dir, original = Path(frames_dir), Path(original)
+    frames = scan_frames(frames_dir, image_type, first, last)
+    out_path = Path(output) if output else default_output(frames_dir, "_done.mp4")
+    check_output(out_path, overwrite, protect=(original,))
+    exe = tool_exe(tool, 3)
+    info = ffmpeg.probe(original)
+    size = check_sizes(frames)
+    fps, video_start = _rate_and_start(frames_dir, original, info)
+    count = frames.last - frames.first + 1
+    plan = plan_audio(info, video_start + (frames.first - 1) / fps, count / fps,
+                      can_copy=tool == "ffmpeg")
+    if plan.note:
+        log.info(f"note: {plan.note}")
+    _encode(exe, tool, frames, fps, size, original, plan, out_path, overwrite, crf)
+    audio = {"none": "no audio", "copy": "audio copied",
+             "aac": "audio re-encoded to AAC"}[plan.mode]
+    print(f"wrote {out_path}: frames {frames.first}..{frames.last} at {fps} fps "
+          f"({float(count / fps):.3f} s), {audio}")
+    return out_path

@@ -1,0 +1,19 @@
+"""One-line errors: argparse whose usage errors are one line, as every error of this
+tool is, and the one line for a failed read or write."""
+from __future__ import annotations
+
+import argparse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line (and exit 2), not the usage text plus the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def os_error_line(e: OSError) -> str:
+    """A failed read or write (disk full, no permission, ...) as one line: what and where,
+    and what to do; the caller puts "error: " in front."""
+    where = f" ({e.filename})" if e.filename else ""
+    return f"{e.strerror or e}{where}; free disk space or fix permissions, then run again"
