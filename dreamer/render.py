@@ -20,12 +20,16 @@ def make_step(net, x: torch.Tensor, end: str, offset: tuple[int, int],
     ox, oy = offset
     shifted = transforms.roll(x, ox, oy).requires_grad_(True)
     acts = net(shifted[None], end=end)
+    # Gradient with respect to the image only: the net's weights are frozen buffers, so
+    # backward never computes weight gradients (a third less work than Caffe's backward).
     (g,) = torch.autograd.grad(objective(acts), shifted)
-    g = transforms.unroll(g, ox, oy)
-    x = x + g * (step_size / g.abs().mean())
+    # Step in jittered coordinates, then unroll once (roll commutes with the step and
+    # with the per-channel clip).
+    # (no .item(): a host sync would stall the GPU's queue every step)
+    shifted = shifted.detach().addcmul_(g, step_size / g.abs().mean())
     if lo is not None:
-        x = torch.maximum(torch.minimum(x, hi), lo)
-    return x
+        shifted = shifted.clamp_(lo, hi)
+    return transforms.unroll(shifted, ox, oy)
 
 
 def deepdream(net, base_img: torch.Tensor, end: str, offsets: Iterator[tuple[int, int]],

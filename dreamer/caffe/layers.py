@@ -6,6 +6,7 @@ buffers, never parameters: dreaming differentiates with respect to the image onl
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -81,11 +82,15 @@ class ReLU(CaffeLayer):
     def __init__(self, spec: LayerSpec):
         super().__init__(spec)
         self.negative_slope = spec.param("relu_param").negative_slope
+        # Set by CaffeNet where overwriting the bottom is safe (Caffe's in-place ReLU right
+        # after a convolution, whose backward does not need its output): saves a tensor
+        # and a memory pass per layer.
+        self.inplace = False
 
     def forward(self, x):
         if self.negative_slope == 0:
-            return (F.relu(x),)
-        return (F.leaky_relu(x, self.negative_slope),)
+            return (F.relu_(x) if self.inplace else F.relu(x),)
+        return (F.leaky_relu(x, self.negative_slope, inplace=self.inplace),)
 
 
 def caffe_pool_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
@@ -168,26 +173,69 @@ class LRN(CaffeLayer):
         self._band = None
 
     def band(self, channels: int, like: torch.Tensor) -> torch.Tensor:
-        """C x C 0/1 matrix summing each channel's window: one matmul instead of a loop."""
+        """C x C band matrix summing each channel's window, times alpha / size: the channel
+        sum becomes one GEMM instead of a loop (the matrix is symmetric)."""
         band = self._band
         if band is None or band.shape[0] != channels or band.device != like.device \
                 or band.dtype != like.dtype:
             idx = torch.arange(channels, device=like.device)
             half = (self.size - 1) // 2
-            band = ((idx[:, None] - idx[None, :]).abs() <= half).to(like.dtype)
+            near = (idx[:, None] - idx[None, :]).abs() <= half
+            band = near.to(like.dtype) * (self.alpha / self.size)
             self._band = band
         return band
 
     def forward(self, x):
         if self.across:
-            sq = (x * x).movedim(1, -1)
-            window = (sq @ self.band(x.shape[1], x)).movedim(-1, 1)
-            scale = window * (self.alpha / self.size) + self.k
-        else:
-            pad = (self.size - 1) // 2
-            avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
-            scale = avg * self.alpha + 1.0  # Caffe's WITHIN_CHANNEL ignores k
+            # x^-beta and the window sums lose too much in bf16/fp16: always float32 or
+            # better, whatever autocast does around the layer.
+            wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
+            with autocast_or_off(x.device.type, None):
+                y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), self.k, self.beta)
+            return (y.to(x.dtype),)
+        pad = (self.size - 1) // 2
+        avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
+        scale = avg * self.alpha + 1.0  # Caffe's WITHIN_CHANNEL ignores k
         return (x * scale.pow(-self.beta),)
+
+
+def autocast_or_off(device_type: str, dtype: torch.dtype | None):
+    """Autocast to `dtype`, or off for None; nothing on devices autocast does not know
+    (net.validate runs on "meta")."""
+    if device_type not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+
+def _channel_window(x2: torch.Tensor, band: torch.Tensor, k: float) -> torch.Tensor:
+    """k + x2 (N, C, ...) times band over the channel axis, as one GEMM: free of copies
+    when x2 is channels_last (channels are then the innermost, contiguous axis)."""
+    v = x2.movedim(1, -1)
+    out = torch.addmm(v.new_full((), k), v.reshape(-1, v.shape[-1]), band)
+    return out.reshape(v.shape).movedim(-1, 1)
+
+
+class _LRNAcross(torch.autograd.Function):
+    """Caffe's ACROSS_CHANNELS LRN, y = x * s^-beta with s = k + alpha/n * window sum of
+    x^2, with Caffe's closed-form backward: autograd of the plain formula would recompute
+    the power and keep more intermediates alive; this makes 4 memory passes and a GEMM
+    each way."""
+
+    @staticmethod
+    def forward(ctx, x, band, k, beta):
+        s = _channel_window(x * x, band, k)
+        p = s.pow(-beta)
+        y = x * p
+        ctx.save_for_backward(x, band, s, p, y)
+        ctx.beta = beta
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, band, s, p, y = ctx.saved_tensors
+        # dx_i = g_i p_i - 2 beta x_i * sum over j in i's window of alpha/n g_j y_j / s_j
+        t = _channel_window((g * y).div_(s), band, 0.0)
+        return torch.addcmul(g * p, x, t, value=-2.0 * ctx.beta), None, None, None
 
 
 class Concat(CaffeLayer):

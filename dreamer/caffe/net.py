@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from dreamer.caffe import proto
-from dreamer.caffe.layers import build_layer
+from dreamer.caffe.layers import (Convolution, InnerProduct, ReLU, autocast_or_off,
+                                  build_layer)
 from dreamer.caffe.spec import NetSpec, net_spec
 from dreamer.errors import DreamerError
 
@@ -17,15 +18,26 @@ class CaffeNet(nn.Module):
     """Runs the layers in prototxt order, as Caffe does; in-place layers (ReLU on its own
     bottom) rebind the blob name, so stopping at a layer sees exactly Caffe's blob."""
 
-    def __init__(self, spec: NetSpec):
+    def __init__(self, spec: NetSpec, channels_last: bool = True):
         super().__init__()
         self.name = spec.name
         self.input_name, self.input_shape = next(iter(spec.inputs.items()))
         self.layers = nn.ModuleList(build_layer(layer) for layer in spec.layers)
         self._index = {layer.name: i for i, layer in enumerate(self.layers)}
         self._check_graph(spec)
+        for before, layer in zip(self.layers, self.layers[1:]):
+            if isinstance(layer, ReLU) and isinstance(before, (Convolution, InnerProduct)) \
+                    and layer.bottoms == layer.tops == before.tops[:1]:
+                layer.inplace = True
         self.requires_grad_(False)
         self.eval()
+        # NHWC: oneDNN/cuDNN convolutions, max pooling and the LRN's channel GEMM all run
+        # without layout reorders (about 1.7x faster per step on CPU); inputs follow suit.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
+        # Opt-in lower precision (e.g. torch.bfloat16 on a GPU): convolutions run under
+        # autocast, the LRN and the returned activations stay float32.
+        self.autocast_dtype: torch.dtype | None = None
 
     def _check_graph(self, spec: NetSpec) -> None:
         known = set(spec.inputs)
@@ -51,11 +63,14 @@ class CaffeNet(nn.Module):
     def forward(self, x: torch.Tensor, end: str | None = None) -> torch.Tensor:
         """The first top of layer `end` (default: the last layer); nothing past it runs."""
         stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
         blobs = {self.input_name: x}
-        for layer in self.layers[:stop + 1]:
-            outputs = layer(*[blobs[b] for b in layer.bottoms])
-            blobs.update(zip(layer.tops, outputs))
-        return blobs[self.layers[stop].tops[0]]
+        with autocast_or_off(x.device.type, self.autocast_dtype):
+            for layer in self.layers[:stop + 1]:
+                outputs = layer(*[blobs[b] for b in layer.bottoms])
+                blobs.update(zip(layer.tops, outputs))
+        return blobs[self.layers[stop].tops[0]].to(x.dtype)
 
     def validate(self, height: int = 224, width: int = 224, end: str | None = None) -> None:
         """Runs the net up to `end` on shapes only (meta tensors: no memory, no arithmetic).
@@ -85,14 +100,14 @@ def _meta_copy(layer: nn.Module) -> nn.Module:
     return clone
 
 
-def load_net(prototxt: Path, caffemodel: Path) -> CaffeNet:
+def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True) -> CaffeNet:
     """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet."""
     for path, what in ((prototxt, "model definition"), (caffemodel, "model weights")):
         if not Path(path).is_file():
             raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
                                "folder and -m/--model_name at its .caffemodel")
     spec = net_spec(proto.read_prototxt(prototxt), proto.read_caffemodel(caffemodel))
-    net = CaffeNet(spec)
+    net = CaffeNet(spec, channels_last)
     height, width = (net.input_shape[-2:] if len(net.input_shape) == 4 else (224, 224))
     try:
         net.validate(height, width)

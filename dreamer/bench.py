@@ -1,0 +1,333 @@
+"""`python -m dreamer.bench` (`dreamvideo bench`): how fast frames dream, against a plain port.
+
+For each size and end layer it dreams frames with the default parameters and prints the
+median seconds per frame (after a warm-up frame), the GFLOP a frame costs (counted with
+torch's FlopCounterMode, not estimated), the GFLOP/s achieved, peak memory and the device;
+then the same frames with `reference_dream`, a straightforward port of the original
+(numpy/scipy pyramid and np.roll, weights that get gradients, PyTorch's own LRN), and the
+speed ratio between the two.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamer import schedule, threads, transforms
+from dreamer.caffe.layers import LRN, Convolution, InnerProduct
+from dreamer.caffe.net import CaffeNet, load_net
+from dreamer.device import pick_device
+from dreamer.render import deepdream
+
+MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "bvlc_googlenet"
+MEAN = (104.0, 116.0, 122.0)
+SIZES = ("540x360", "1024x768")
+ENDS = ("inception_4c/output", "inception_5b/output")
+SEED = 1
+
+
+@dataclass
+class Params:
+    """The dream's defaults (those of the original script)."""
+    iter_n: int = 10
+    octave_n: int = 4
+    octave_scale: float = 1.4
+    step_size: float = 1.5
+    jitter: int = 32
+
+
+# ---------------------------------------------------------------- the reference port
+
+def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> CaffeNet:
+    """The same layers, run the plain way: NCHW, weights as parameters that get gradients
+    (as Caffe's backward computed them), PyTorch's built-in LRN."""
+    net = load_net(prototxt, caffemodel, channels_last=False)
+    for layer in net.layers:
+        if isinstance(layer, (Convolution, InnerProduct)):
+            for name in ("weight", "bias"):
+                t = layer._buffers.pop(name)
+                setattr(layer, name, None if t is None else nn.Parameter(t))
+        elif isinstance(layer, LRN) and layer.across:
+            layer.forward = _builtin_lrn(layer)
+    return net.to(device)
+
+
+def _builtin_lrn(layer: LRN):
+    def forward(x):
+        return (F.local_response_norm(x, layer.size, layer.alpha, layer.beta, layer.k),)
+    return forward
+
+
+def reference_dream(net: CaffeNet, base_img: np.ndarray, end: str, offsets, mean,
+                    p: Params, device: torch.device) -> np.ndarray:
+    """google/deepdream's notebook, line by line: HxWx3 RGB floats in and out."""
+    import scipy.ndimage as nd
+
+    mean = np.float32(mean)[:, None, None]
+
+    def zoom(a, factors):
+        # mode="nearest": the last row/column's source position can round just past the
+        # border, where scipy's default mode="constant" would blend in zeros.
+        return nd.zoom(a, factors, order=1, mode="nearest")
+
+    def make_step(src):
+        ox, oy = next(offsets)
+        src = np.roll(np.roll(src, ox, -1), oy, -2)
+        x = torch.from_numpy(src[None]).to(device).requires_grad_(True)
+        net.zero_grad()
+        acts = net(x, end=end)
+        acts.backward(acts.detach())  # L2 objective: the end blob's diff is its data
+        g = x.grad[0].cpu().numpy()
+        src = src + p.step_size / np.abs(g).mean() * g
+        src = np.roll(np.roll(src, -ox, -1), -oy, -2)
+        return np.clip(src, -mean, 255 - mean)
+
+    octaves = [np.float32(base_img)[:, :, ::-1].transpose(2, 0, 1) - mean]
+    for _ in range(p.octave_n - 1):
+        octaves.append(zoom(octaves[-1], (1, 1.0 / p.octave_scale, 1.0 / p.octave_scale)))
+    detail = np.zeros_like(octaves[-1])
+    for octave, octave_base in enumerate(octaves[::-1]):
+        h, w = octave_base.shape[-2:]
+        if octave > 0:
+            h1, w1 = detail.shape[-2:]
+            detail = zoom(detail, (1, 1.0 * h / h1, 1.0 * w / w1))
+        src = octave_base + detail
+        for _ in range(p.iter_n):
+            src = make_step(src)
+        detail = src - octave_base
+    return (src + mean)[::-1].transpose(1, 2, 0)
+
+
+# ---------------------------------------------------------------- measuring
+
+def count_gflop(net: CaffeNet, height: int, width: int, end: str, p: Params,
+                device: torch.device) -> float:
+    """GFLOP of one frame, counted by torch's FlopCounterMode on one forward per octave
+    size (on the meta device: shapes only, nothing computed), times 2 for the backward
+    (the gradient of a convolution or linear layer with respect to its input costs
+    exactly its forward's multiply-adds; weights get none), times the iterations.
+    Convolutions and fully connected layers only (2 FLOP per multiply-add): ReLU, pooling
+    and LRN are under 1 % and depend on how they are written."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = _meta_net(net)
+    total = 0
+    for h, w in transforms.octave_sizes(height, width, p.octave_n, p.octave_scale):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            meta(torch.zeros(1, 3, h, w, device="meta"), end=end)
+        counts = counter.get_flop_counts()  # per module: "CaffeNet.layers.<i>"
+        forward = sum(sum(counts.get(f"{type(meta).__name__}.layers.{i}", {}).values())
+                      for i, layer in enumerate(meta.layers)
+                      if isinstance(layer, (Convolution, InnerProduct)))
+        total += 2 * forward * p.iter_n
+    return total / 1e9
+
+
+def _meta_net(net: CaffeNet) -> CaffeNet:
+    import copy
+
+    return copy.deepcopy(net).to("meta")
+
+
+class PeakMemory:
+    """Peak resident memory (CPU) or allocated memory (CUDA) since `reset()`, in MB."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+    def mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB else
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_frames(impls, frames: int, device: torch.device, memory: PeakMemory) -> dict:
+    """{name: (median seconds, peak MB)}: one warm-up frame each (its peak memory is the
+    peak of every frame), then the timed frames taking turns, so that load from other
+    processes hits every implementation alike."""
+    peaks, seconds = {}, {name: [] for name in impls}
+    for name, dream_one in impls.items():
+        memory.reset()
+        dream_one(0)
+        _sync(device)
+        peaks[name] = memory.mb()
+    for k in range(1, frames + 1):
+        for name, dream_one in impls.items():
+            t = time.perf_counter()
+            dream_one(k)
+            _sync(device)
+            seconds[name].append(time.perf_counter() - t)
+    return {name: (statistics.median(seconds[name]), peaks[name]) for name in impls}
+
+
+def sample_image(height: int, width: int) -> np.ndarray:
+    """A smooth random RGB image (speed does not depend on content; this is repeatable)."""
+    rng = np.random.default_rng(0)
+    small = rng.uniform(0, 255, (max(2, height // 16), max(2, width // 16), 3))
+    import scipy.ndimage as nd
+
+    big = nd.zoom(small, (height / small.shape[0], width / small.shape[1], 1), order=1)
+    return np.float32(big[:height, :width])
+
+
+# ---------------------------------------------------------------- the command
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="dreamvideo bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="540x360, inception_4c/output only, 3 frames (under 2 minutes)")
+    ap.add_argument("--gpu", type=int, default=None, metavar="N", help="CUDA device N")
+    ap.add_argument("--sizes", nargs="+", default=None, metavar="WxH")
+    ap.add_argument("--ends", nargs="+", default=None, metavar="LAYER")
+    ap.add_argument("--frames", type=int, default=3, help="timed frames after the warm-up")
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference port")
+    ap.add_argument("--memory-size", default="1920x1080", metavar="WxH",
+                    help="also dream one frame this size (1 iteration per octave) for its "
+                         "peak memory; 'none' skips it")
+    ap.add_argument("--precision", choices=threads.PRECISIONS, default="fp32",
+                    help="fp32 (matches Caffe; default), tf32 (CUDA) or bf16 (autocast: "
+                         "faster on GPUs and AMX CPUs, outside the Caffe goldens)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the net per octave shape (on CUDA with CUDA graphs)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
+    ap.add_argument("--model-path", type=Path, default=MODEL, help="folder of the model")
+    ap.add_argument("--model-name", default="bvlc_googlenet.caffemodel")
+    ap.add_argument("--iterations", type=int, default=Params.iter_n)
+    ap.add_argument("--octaves", type=int, default=Params.octave_n)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes = args.sizes or ["540x360"]
+        args.ends = args.ends or ["inception_4c/output"]
+    args.sizes = [_size(s) for s in (args.sizes or SIZES)]
+    args.ends = args.ends or list(ENDS)
+    args.memory_size = None if args.memory_size == "none" else _size(args.memory_size)
+    return args
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs"
+
+
+def make_runner(net: CaffeNet, args):
+    """What deepdream calls as the net: the net itself, or its compiled version."""
+    if args.precision == "bf16":
+        net.autocast_dtype = torch.bfloat16
+    if not args.compile:
+        return net
+    import torch._dynamo
+
+    torch._dynamo.config.cache_size_limit = 64  # one graph per (octave shape, end layer)
+    mode = "reduce-overhead" if next(net.buffers()).is_cuda else None  # CUDA graphs
+    return torch.compile(net, mode=mode, dynamic=False)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.gpu)
+    threads.configure(device, args.precision, threads=args.threads)
+    p = Params(iter_n=args.iterations, octave_n=args.octaves)
+    prototxt, caffemodel = args.model_path / "deploy.prototxt", \
+        args.model_path / args.model_name
+    net = load_net(prototxt, caffemodel).to(device)
+    runner = make_runner(net, args)
+    ref = None if args.no_reference else reference_net(prototxt, caffemodel, device)
+    mean = torch.tensor(MEAN, device=device)
+    memory = PeakMemory(device)
+    if device.type == "cpu":  # other processes' work slows CPU timings a lot: say so
+        print(f"load average before the run: {os.getloadavg()[0]:.2f} on "
+              f"{threads.usable_cpus()} CPUs (near 0 for clean timings)")
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; "
+          f"precision {args.precision}{', compiled' if args.compile else ''}")
+    print(f"params: {p.octave_n} octaves x {p.iter_n} iterations, scale {p.octave_scale}, "
+          f"step {p.step_size}, jitter {p.jitter}; median of {args.frames} frames after 1 "
+          "warm-up")
+    header = (f"{'size':>9}  {'end':<20} {'impl':<9} {'s/frame':>8} {'GFLOP/frame':>11} "
+              f"{'GFLOP/s':>8} {'peak MB':>8} {'ref/fast':>8}")
+    print(header)
+    print("-" * len(header))
+    for w, h in args.sizes:
+        img = sample_image(h, w)
+        img_t = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+        for end in args.ends:
+            gflop = count_gflop(net, h, w, end, p, device)
+
+            def fast(k):
+                dream = deepdream(runner, img_t, end,
+                                  schedule.jitter_offsets(SEED, k + 1, p.jitter), mean,
+                                  p.iter_n, p.octave_n, p.octave_scale, p.step_size)
+                return dream.cpu()
+
+            def plain(k):
+                return reference_dream(ref, img, end,
+                                       schedule.jitter_offsets(SEED, k + 1, p.jitter), MEAN,
+                                       p, device)
+
+            impls = {"fast": fast, **({"reference": plain} if ref is not None else {})}
+            results = time_frames(impls, args.frames, device, memory)
+            for name, (s, mb) in results.items():
+                ratio = f"{s / results['fast'][0]:7.2f}x" if name != "fast" else ""
+                print(f"{w:>4}x{h:<4}  {end:<20} {name:<9} {s:8.2f} {gflop:11.1f} "
+                      f"{gflop / s:8.1f} {mb:8.0f} {ratio:>8}", flush=True)
+    if args.memory_size:
+        w, h = args.memory_size
+        img_t = torch.from_numpy(sample_image(h, w)).permute(2, 0, 1).contiguous().to(device)
+        one = Params(iter_n=1, octave_n=p.octave_n)
+        memory.reset()
+        t = time.perf_counter()
+        deepdream(runner, img_t, args.ends[0], schedule.jitter_offsets(SEED, 1, one.jitter), mean,
+                  one.iter_n, one.octave_n, one.octave_scale, one.step_size)
+        _sync(device)
+        print(f"{w}x{h} {args.ends[0]}, 1 iteration per octave: peak memory {memory.mb():.0f} MB "
+              f"({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The benchmark's parts on a tiny generated net: counting, the reference port, the fast
+path's custom pieces. Nothing here asserts a timing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dreamer import bench, schedule, threads
+from dreamer.caffe.layers import _LRNAcross
+from dreamer.caffe.net import load_net
+from dreamer.render import deepdream
+from tiny_caffe import make_tiny_model
+
+MEAN = torch.tensor(bench.MEAN)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_flop_counter_counts_a_known_conv_exactly(tiny):
+    net = load_net(*tiny)
+    p = bench.Params(iter_n=3, octave_n=1)
+    # conv1: 3 -> 4 channels, 3x3, stride 2, pad 1: a 64x48 image gives 32x24 outputs;
+    # forward and the image gradient each cost 2 FLOP per multiply-add.
+    per_pass = 2 * 4 * 32 * 24 * 3 * 3 * 3
+    got = bench.count_gflop(net, 48, 64, "conv1/7x7_s2", p, torch.device("cpu")) * 1e9
+    assert got == pytest.approx(3 * 2 * per_pass, abs=0.5)
+
+
+def test_flop_counter_sums_every_conv_and_octave(tiny):
+    net = load_net(*tiny)
+    p = bench.Params(iter_n=2, octave_n=2)
+    want = 0
+    for h, w in ((48, 64), (34, 46)):
+        shapes = []
+        hooks = [m.register_forward_hook(lambda m, i, o: shapes.append((m, i[0], o[0])))
+                 for m in net.layers if m.type == "Convolution"]
+        with torch.no_grad():
+            net(torch.zeros(1, 3, h, w), end="inception_5b/output")
+        for h_ in hooks:
+            h_.remove()
+        want += sum(2 * o.numel() * m.weight[0].numel() for m, _, o in shapes) * 2 * p.iter_n
+    got = bench.count_gflop(net, 48, 64, "inception_5b/output", p, torch.device("cpu"))
+    assert got * 1e9 == pytest.approx(want, rel=1e-9)
+
+
+def test_reference_port_and_fast_path_dream_the_same(tiny):
+    fast_net = load_net(*tiny)
+    ref_net = bench.reference_net(*tiny, torch.device("cpu"))
+    assert any(p.requires_grad for p in ref_net.parameters())
+    img = bench.sample_image(40, 56)
+    p = bench.Params(iter_n=2, octave_n=2)
+    fast = deepdream(fast_net, torch.from_numpy(img).permute(2, 0, 1), "inception_4c/output",
+                     schedule.jitter_offsets(3, 1, p.jitter), MEAN, p.iter_n, p.octave_n,
+                     p.octave_scale, p.step_size)
+    ref = bench.reference_dream(ref_net, img, "inception_4c/output",
+                                schedule.jitter_offsets(3, 1, p.jitter), bench.MEAN, p,
+                                torch.device("cpu"))
+    assert np.abs(fast.permute(1, 2, 0).numpy() - ref).mean() < 1e-3
+    assert np.abs(ref - img).mean() > 1.0  # it did dream
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_lrn_closed_form_backward_matches_autograd(fmt):
+    x = (torch.randn(1, 7, 5, 4, dtype=torch.float64) * 3).contiguous(memory_format=fmt)
+    idx = torch.arange(7)
+    band = ((idx[:, None] - idx[None, :]).abs() <= 2).double() * (0.01 / 5)
+    x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: _LRNAcross.apply(t, band, 1.0, 0.75), (x,))
+    plain = x * (1.0 + ((x * x).movedim(1, -1) @ band).movedim(-1, 1)) ** -0.75
+    torch.testing.assert_close(_LRNAcross.apply(x, band, 1.0, 0.75), plain)
+
+
+def test_lrn_matches_pytorch_builtin():
+    from dreamer.caffe.layers import LRN
+
+    x = torch.randn(2, 16, 6, 5) * 20
+    lrn = LRN.__new__(LRN)
+    torch.nn.Module.__init__(lrn)
+    lrn.size, lrn.alpha, lrn.beta, lrn.k, lrn.across, lrn._band = 5, 1e-4, 0.75, 1.0, True, None
+    want = torch.nn.functional.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
+    torch.testing.assert_close(lrn(x)[0], want)
+
+
+def test_bf16_autocast_runs_and_stays_close(tiny):
+    net = load_net(*tiny)
+    x = torch.randn(1, 3, 48, 64) * 40
+    want = net(x, end="inception_5b/output")
+    net.autocast_dtype = torch.bfloat16
+    got = net(x, end="inception_5b/output")
+    assert got.dtype == torch.float32
+    assert (got - want).abs().mean() < 0.05 * want.abs().mean()
+
+
+def test_quick_arguments():
+    args = bench.parse_args(["--quick"])
+    assert args.sizes == [(540, 360)] and args.ends == ["inception_4c/output"]
+    assert args.frames >= 3 and args.memory_size == (1920, 1080)
+    full = bench.parse_args(["--sizes", "64x48", "--memory-size", "none"])
+    assert full.sizes == [(64, 48)] and full.ends == list(bench.ENDS)
+    assert full.memory_size is None
+
+
+def test_peak_memory_is_positive():
+    memory = bench.PeakMemory(torch.device("cpu"))
+    memory.reset()
+    assert memory.mb() > 10
+
+
+def test_threads_settings():
+    assert threads.usable_cpus() >= 1
+    with pytest.raises(ValueError):
+        threads.configure(torch.device("cpu"), "fp8")
+
+
+def _run_main(tiny, capsys, *extra):
+    folder, weights = tiny[1].parent, tiny[1].name
+    assert bench.main(["--model-path", str(folder), "--model-name", weights, "--sizes",
+                       "64x48", "--frames", "1", "--iterations", "1", "--octaves", "2",
+                       "--memory-size", "80x64", *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_main_prints_a_row_per_size_end_and_implementation(tiny, capsys):
+    out = _run_main(tiny, capsys)
+    rows = [line for line in out.splitlines() if line.strip().startswith("64x48")]
+    assert len(rows) == 4 and sum("reference" in r for r in rows) == 2
+    assert "peak memory" in out and "GFLOP" in out
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_main_on_gpu(tiny, capsys):
+    out = _run_main(tiny, capsys, "--gpu", "0", "--precision", "bf16")
+    assert "cuda" in out
+
