@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamer import schedule, threads, transforms
+from dreamer import models, schedule, threads, transforms
 from dreamer.caffe.layers import LRN, Convolution, InnerProduct
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.device import pick_device
+from dreamer.errors import DreamerError
+from dreamer.oneline import OneLineParser
 from dreamer.render import deepdream
 
-MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "bvlc_googlenet"
 MEAN = (104.0, 116.0, 122.0)
 SIZES = ("540x360", "1024x768")
 ENDS = ("inception_4c/output", "inception_5b/output")
@@ -204,8 +205,8 @@ def sample_image(height: int, width: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- the command
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="dreamvideo bench", description=__doc__.splitlines()[0])
+def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
+    ap = OneLineParser(prog=prog or "dreamvideo bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="540x360, inception_4c/output only, 3 frames (under 2 minutes)")
     ap.add_argument("--gpu", type=int, default=None, metavar="N", help="CUDA device N")
@@ -222,7 +223,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile the net per octave shape (on CUDA with CUDA graphs)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
-    ap.add_argument("--model-path", type=Path, default=MODEL, help="folder of the model")
+    ap.add_argument("--model-path", type=Path, default=None,
+                    help="folder of the model (default: the search of `dreamvideo dream`: "
+                    "$DREAMER_MODELS, the cache, ../caffe/models)")
     ap.add_argument("--model-name", default="bvlc_googlenet.caffemodel")
     ap.add_argument("--iterations", type=int, default=Params.iter_n)
     ap.add_argument("--octaves", type=int, default=Params.octave_n)
@@ -261,20 +264,27 @@ def make_runner(net: CaffeNet, args):
         net.autocast_dtype = torch.bfloat16
     if not args.compile:
         return net
-    import torch._dynamo
+    from torch import _dynamo
 
-    torch._dynamo.config.cache_size_limit = 64  # one graph per (octave shape, end layer)
+    _dynamo.config.cache_size_limit = 64  # one graph per (octave shape, end layer)
     mode = "reduce-overhead" if next(net.buffers()).is_cuda else None  # CUDA graphs
     return torch.compile(net, mode=mode, dynamic=False)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    try:
+        return run(args)
+    except DreamerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     device = pick_device(args.gpu)
     threads.configure(device, args.precision, threads=args.threads)
     p = Params(iter_n=args.iterations, octave_n=args.octaves)
-    prototxt, caffemodel = args.model_path / "deploy.prototxt", \
-        args.model_path / args.model_name
+    prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
     net = load_net(prototxt, caffemodel).to(device)
     runner = make_runner(net, args)
     ref = None if args.no_reference else reference_net(prototxt, caffemodel, device)

@@ -70,6 +70,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace frames in the output folder that were dreamed with other "
                    "parameters (or not by this tool); without it such a run is refused")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=default("precision"),
+                   help="arithmetic: fp32 matches Caffe (default); tf32 (CUDA) and bf16 are "
+                   "faster and drift slightly from Caffe's numbers")
+    p.add_argument("--deterministic", action="store_true",
+                   help="GPU: fixed kernels, so a resumed run repeats an uninterrupted one "
+                   "exactly (slower); the CPU always is")
     return p
 
 
@@ -81,7 +87,7 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         zoom=a.zoom, step_size=a.stepsize, blend=a.blend, layers=tuple(a.layers),
         verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
         end_frame=a.end_frame, seed=a.seed,
-        overwrite=a.overwrite)
+        overwrite=a.overwrite, precision=a.precision, deterministic=a.deterministic)
 
 
 def _terminate(signum, frame):

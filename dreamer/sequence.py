@@ -3,13 +3,14 @@ previous dream, and writes frames, manifest and the run's description."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dreamer import models, objectives, resume, schedule, transforms
+from dreamer import models, objectives, resume, schedule, threads, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import pick_device
@@ -146,6 +147,8 @@ class _Run:
     manifest: Manifest
     progress: Progress
     reporter: _OctaveReporter
+    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    pending: tuple[int, Future] | None = None
 
     def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
         """Dreams frame k on top of the previous dream `state`; returns the new state."""
@@ -162,9 +165,28 @@ class _Run:
                             iter_n=config.iter_n, octave_n=config.octave_n,
                             octave_scale=config.octave_scale, step_size=config.step_size,
                             objective=objective, on_octave=self.reporter)
-        frame = _to_uint8(dreamed)
-        self._save(k, frame, dict(layer=layer, blend=b, seconds=round(timer.lap(), 3)))
-        return torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float()
+        state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
+        frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        self._save_in_background(k, frame, dict(layer=layer, blend=b,
+                                                seconds=round(timer.lap(), 3)))
+        return state
+
+    def _save_in_background(self, k: int, frame: np.ndarray, info: dict) -> None:
+        """Encoding and syncing a frame overlaps the next frame's dream; one write is in
+        flight at most, and its errors surface at the next frame."""
+        self.flush()
+        self.pending = (k, self.writer.submit(self._save, k, frame, info))
+
+    def flush(self) -> None:
+        """Waits for the write in flight; its OSError names the frame (`.frame`)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            k, future = pending
+            try:
+                future.result()
+            except OSError as e:
+                e.frame = k
+                raise
 
     def _save(self, k: int, frame: np.ndarray, info: dict) -> None:
         """Frame staged, lossless state kept, manifest synced, then the frame renamed in:
@@ -195,6 +217,17 @@ def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, devi
     return None if frame is None else _to_tensor(frame, device)
 
 
+def _finish_writes(run: _Run, k: int) -> int:
+    """Lets the write in flight finish; returns the first frame not on disk."""
+    try:
+        run.flush()
+    except OSError as e:
+        return e.frame
+    except KeyboardInterrupt:
+        return k - 1
+    return k
+
+
 def _done_text(frames: FrameSet, k: int, output: Path) -> str:
     if k > frames.first:
         return f"frames {frames.first}..{k - 1} are complete in {output}"
@@ -218,8 +251,11 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     width, height = check_sizes(frames)
     size = preview_size(width, height, config.preview)
     device = pick_device(config.gpu)
+    threads.configure(device, config.precision, deterministic=config.deterministic)
     files = model_files(config)
     net = load_net(files["prototxt"], files["caffemodel"]).to(device)
+    if config.precision == "bf16":
+        net.autocast_dtype = torch.bfloat16
     layers = config.end_layers
     for layer in layers:
         net.check_end(layer)
@@ -258,15 +294,21 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     try:
         for k in range(plan.start, frames.last + 1):
             state = run.dream_frame(k, state)
+        k += 1
+        run.flush()
     except KeyboardInterrupt:
+        k = _finish_writes(run, k)
         _close_run(manifest, f"interrupted at frame {k}")
         raise Interrupted(f"interrupted during frame {k}; {_done_text(frames, k, output)}; run "
                           "the same command again to continue from there") from None
     except OSError as e:
+        k = min(getattr(e, "frame", k), _finish_writes(run, k))
         _close_run(manifest, f"failed at frame {k}: {e.strerror or e}")
         raise DreamerError(f"cannot write frame {k} ({e.strerror or e}); "
                            f"{_done_text(frames, k, output)}; free disk space or fix "
                            "permissions, then run the same command again") from None
+    finally:
+        run.writer.shutdown(wait=True)
 
     description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)
