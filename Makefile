@@ -4,9 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-slow test-all venv clean-venv
+.PHONY: test test-slow test-all demo images venv clean-venv
 
-$(PY): requirements.txt requirements-dev.txt
+$(PY): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -26,6 +26,21 @@ test-slow: $(PY)
 
 test-all: $(PY)
 	$(PY) -m pytest -q
+
+# The demo's photo ships inside matplotlib; only that file is read, so none of its
+# dependencies are needed.
+$(VENV)/.demo-photo: $(PY)
+	$(PY) -m pip install --quiet --no-deps matplotlib==3.11.2
+	touch $@
+
+# Builds a sample clip, dreams it with the defaults, writes demo/grace_hopper_done.mp4 and
+# demo/contact_sheet.png. Needs GoogLeNet (dreamvideo models download bvlc_googlenet).
+demo: $(VENV)/.demo-photo
+	$(VENV)/bin/dreamvideo demo
+
+# The README's pictures in images/, from the demo's frames.
+images: $(VENV)/.demo-photo
+	$(PY) -m dreamer.gallery
 
 clean-venv:
 	rm -rf $(VENV)

@@ -85,6 +85,24 @@ def contact_sheet(raw_dir: Path, dreamed_dir: Path, out: Path, columns: int = 5)
     return out
 
 
+def ensure_googlenet() -> None:
+    """Finds GoogLeNet, downloading it when it is nowhere; offline, one line says how."""
+    try:
+        models.resolve(None, "bvlc_googlenet.caffemodel", "deploy.prototxt")
+        return
+    except DreamerError:
+        pass
+    info = models.get_info("bvlc_googlenet")
+    try:
+        models.download(info)
+    except models.DownloadError as e:
+        raise DreamerError(
+            f"the demo needs GoogLeNet, which is not here and could not be downloaded "
+            f"({e.reason}); put {info.caffemodel} ({info.weights_url}) and deploy.prototxt "
+            f"into {models.download_dir() / info.name}/, or set DREAMER_MODELS to a folder "
+            "holding bvlc_googlenet/") from None
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     p = OneLineParser(prog=prog or "dreamvideo demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--folder", default="demo", help="where everything goes (default: demo/)")
@@ -108,8 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, AssertionError):
         raise DreamerError(f"--size {args.size} is not WxH with both at least 64, e.g. "
                            "384x288") from None
-    # Say what is missing before building anything.
-    models.resolve(None, "bvlc_googlenet.caffemodel", "deploy.prototxt")
+    ensure_googlenet()  # before building anything
     photo = find_photo()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)

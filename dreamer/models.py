@@ -21,6 +21,14 @@ from dreamer.errors import DreamerError
 CHUNK = 1 << 16
 
 
+class DownloadError(DreamerError):
+    """The network failed; `reason` is the short why."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str                 # folder name, as in caffe/models/<name>/
@@ -149,8 +157,9 @@ def fetch(url: str, dest: Path, label: str, timeout: float = 60, quiet: bool = F
                            "later or download it by hand") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise DreamerError(f"cannot download {url} ({reason}); check the network, or download "
-                           f"it by hand into {dest.parent}") from None
+        reason = getattr(reason, "strerror", None) or str(reason)
+        raise DownloadError(f"cannot download {url} ({reason}); check the network, or "
+                            f"download it by hand into {dest.parent}", reason) from None
     with response:
         resumed = response.status == 206
         total = response.headers.get("Content-Length")
@@ -196,7 +205,12 @@ def download(info: ModelInfo, base: Path | None = None, quiet: bool = False) -> 
     folder.mkdir(parents=True, exist_ok=True)
     fetched = folder / (Path(info.weights_url).name if info.archive else info.caffemodel)
     if not fetched.exists():
-        fetch(info.weights_url, fetched, info.name, quiet=quiet)
+        try:
+            fetch(info.weights_url, fetched, info.name, quiet=quiet)
+        except DownloadError:
+            if not any(folder.iterdir()):
+                folder.rmdir()  # leave no empty model folder behind
+            raise
     digest = sha1_file(fetched)
     if digest != info.weights_sha1:
         bad = fetched.with_name(fetched.name + ".bad")
