@@ -39,6 +39,7 @@ class DreamConfig:
     end_frame: int | None = None           # None: the last frame there
     seed: int | None = None                # None: drawn, reported and recorded
     overwrite: bool = False                # replace frames made otherwise / not by us
+    tile: str = "auto"                     # tile size in px, "auto" (when needed) or "off"
     precision: str = "fp32"                # fp32 matches Caffe; tf32 / bf16 are faster
     deterministic: bool = False            # GPU: fixed kernels, same numbers every run
     mean: tuple[float, float, float] = field(default=BGR_MEAN)

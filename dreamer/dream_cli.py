@@ -70,6 +70,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace frames in the output folder that were dreamed with other "
                    "parameters (or not by this tool); without it such a run is refused")
+    p.add_argument("--tile", default=default("tile"), metavar="SIZE|auto|off",
+                   help="dream frames too large for memory in tiles of SIZE px (with overlap, "
+                   "no seams); auto (default) tiles only when a step would not fit")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=default("precision"),
                    help="arithmetic: fp32 matches Caffe (default); tf32 (CUDA) and bf16 are "
                    "faster and drift slightly from Caffe's numbers")
@@ -87,7 +90,7 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         zoom=a.zoom, step_size=a.stepsize, blend=a.blend, layers=tuple(a.layers),
         verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
         end_frame=a.end_frame, seed=a.seed,
-        overwrite=a.overwrite, precision=a.precision, deterministic=a.deterministic)
+        overwrite=a.overwrite, tile=a.tile, precision=a.precision, deterministic=a.deterministic)
 
 
 def _terminate(signum, frame):

@@ -22,7 +22,7 @@ from dreamer.frames import FrameSet, frame_name, read_frame, write_image
 
 # What changes a frame's pixels (with the model, guide, layers and seed).
 DREAM_FIELDS = ("preview", "octave_n", "octave_scale", "iter_n", "jitter", "zoom",
-                "step_size", "mean", "precision")
+                "step_size", "mean", "precision", "tile")
 STATE_DIR = ".dreamer"
 _TEMP_RE = re.compile(r"^\.(\d{8}\.(png|jpg)|dream_manifest\.json|state_\d{8}\.png)\..*\.tmp$")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamer import models, objectives, resume, schedule, threads, transforms
+from dreamer import models, objectives, resume, schedule, threads, tiles, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import pick_device
@@ -23,6 +23,7 @@ from dreamer.progress import Progress, Timer
 from dreamer.render import deepdream
 
 GUIDE_MAX_SIDE = 224
+MIN_TILE = 32  # GoogLeNet's deepest stride: tiles are cut on the end layer's stride grid
 
 
 @dataclass
@@ -51,6 +52,32 @@ def check_params(config: DreamConfig) -> None:
         if not ok:
             raise DreamerError(message)
     schedule.parse_blend(config.blend)
+    parse_tile(config.tile)
+
+
+def parse_tile(text: str) -> int | str | None:
+    """--tile: a size in pixels, "auto" or "off"."""
+    word = str(text).strip().lower()
+    if word in ("auto", "off"):
+        return None if word == "off" else "auto"
+    try:
+        size = int(word)
+    except ValueError:
+        raise DreamerError(f"--tile {text} is not a size in pixels, 'auto' or 'off'") from None
+    if size < MIN_TILE:
+        raise DreamerError(f"--tile {size} is too small; use at least {MIN_TILE} px (512 is a "
+                           "good size), 'auto' or 'off'")
+    return size
+
+
+def check_tiling(net: CaffeNet, layers, tile) -> None:
+    """Layers that see the whole image at once (global pooling, fully connected) cannot be
+    dreamed in tiles: refuse an explicit --tile for them before the first frame."""
+    if isinstance(tile, int):
+        for layer in dict.fromkeys(layers):
+            if tiles.geometry(net, layer)[0] is None:
+                raise DreamerError(f"layer {layer} sees the whole image at once and cannot be "
+                                   "dreamed in tiles; use --tile off or an earlier layer")
 
 
 def model_files(config: DreamConfig) -> dict[str, Path]:
@@ -147,6 +174,8 @@ class _Run:
     manifest: Manifest
     progress: Progress
     reporter: _OctaveReporter
+    tile: int | str | None = None
+    budget: int | None = None
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     pending: tuple[int, Future] | None = None
 
@@ -164,7 +193,8 @@ class _Run:
                             schedule.jitter_offsets(seed, k, config.jitter), self.mean,
                             iter_n=config.iter_n, octave_n=config.octave_n,
                             octave_scale=config.octave_scale, step_size=config.step_size,
-                            objective=objective, on_octave=self.reporter)
+                            objective=objective, on_octave=self.reporter, tile=self.tile,
+                            budget=self.budget)
         state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
         frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         self._save_in_background(k, frame, dict(layer=layer, blend=b,
@@ -260,6 +290,10 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     for layer in layers:
         net.check_end(layer)
     check_octaves(net, layers, size, config)
+    tile = parse_tile(config.tile)
+    check_tiling(net, layers, tile)
+    # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile.
+    budget = tiles.memory_budget(device) if tile == "auto" else None
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
     guides = (guide_features(net, config.guide_image, layers, mean, device)
               if config.guide_image else None)
@@ -288,7 +322,8 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                         {"params": params, "key": key, "seed": plan.seed}, str(device), argv)
     manifest.start_run({**record, "resumed_at": plan.start})
     run = _Run(config, net, frames, output, size, layers, blend, plan, key, mean, guides,
-               device, manifest, progress, _OctaveReporter(progress, config, output / "previews"))
+               device, manifest, progress, _OctaveReporter(progress, config, output / "previews"),
+               tile, budget)
     state = _carried_state(plan, frames, output, size, device, progress)
     k = plan.start
     try:

@@ -194,3 +194,32 @@ def test_gpu_matches_cpu(tmp_path, tiny_model, frames):
     b = load(tmp_path / "gpu/00000001.png").astype(float)
     assert np.abs(a - b).mean() < 2.0
 
+
+
+def test_tiled_run_matches_untiled_and_auto_tiles_when_memory_is_short(tmp_path, tiny_model,
+                                                                        monkeypatch):
+    import dreamer.tiles as tiles
+
+    write_frames(tmp_path / "big", 2, size=(160, 120))
+    run(tmp_path, tiny_model, frames="big", out="whole", seed=3, tile="off")
+    run(tmp_path, tiny_model, frames="big", out="tiled", seed=3, tile="64")
+    whole = load(tmp_path / "whole/00000002.png").astype(float)
+    tiled = load(tmp_path / "tiled/00000002.png").astype(float)
+    assert np.abs(whole - tiled).mean() < 0.5
+    calls = []
+    original = tiles.tiled_gradient
+    monkeypatch.setattr(tiles, "tiled_gradient", lambda *a, **k: calls.append(1) or
+                        original(*a, **k))
+    monkeypatch.setattr(tiles, "memory_budget", lambda device: 800_000)
+    run(tmp_path, tiny_model, frames="big", out="auto", seed=3)
+    assert calls, "a step that does not fit the budget is tiled"
+    auto = load(tmp_path / "auto/00000002.png").astype(float)
+    assert np.abs(whole - auto).mean() < 0.5
+
+
+@pytest.mark.parametrize("tile,match", [("8", "too small"), ("big", "not a size")])
+def test_bad_tile_sizes_are_refused(tmp_path, tiny_model, frames, tile, match):
+    from dreamer.errors import DreamerError
+
+    with pytest.raises(DreamerError, match=match):
+        run(tmp_path, tiny_model, tile=tile)
