@@ -107,6 +107,12 @@ CASES = {
                                     + _model_args(m)), "guide image"),
     "gap in frames": (lambda d, m: (["-i", d / "gap", "-o", d / "out"] + _model_args(m)),
                       "00000002.png is missing"),
+    "non-numeric names": (lambda d, m: (["-i", d / "named", "-o", d / "out"]
+                                        + _model_args(m)), "no frames named like 00000001"),
+    "unknown image type": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-it", "gif"]
+                                         + _model_args(m)), "invalid choice"),
+    "bad tile": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "--tile", "4"]
+                               + _model_args(m)), "--tile 4 is too small"),
 }
 
 
@@ -122,6 +128,8 @@ def bad_inputs(tmp_path_factory):
     write_frames(d / "gap", 3)
     (d / "gap" / "00000002.png").unlink()
     (d / "a file").write_text("not a folder")
+    for name in ("frame_a.png", "shot-1.png", "0001.png"):
+        write_frames(d / "named", 1)[0].rename(d / "named" / name)
     return d
 
 
@@ -144,6 +152,8 @@ def test_bad_input_gives_one_clear_line(bad_inputs, tiny_model, name):
     (lambda p, m: m.write_bytes(m.read_bytes()[:100]), "not a valid caffemodel"),
     (lambda p, m: p.write_text(p.read_text().replace('"Concat"', '"Slice"', 1)),
      "has type Slice, which is not supported"),
+    (lambda p, m: p.write_text(p.read_text().replace("num_output: 4", "num_output: 5", 1)),
+     "conv1/7x7_s2"),
 ])
 def test_broken_model_files_give_one_clear_line(bad_inputs, tiny_model, tmp_path, damage,
                                                 expected):
