@@ -347,10 +347,9 @@ def test_stage3_output_name_overwrite_and_faststart(ff, clips, tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
 
 
-def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
-    """An ffmpeg that dies mid-encode (after writing part of its output): the run fails
-    with one line, and neither the partial video nor the private temp dir is left."""
-    frames = frames_of(ff, clips, tmp_path, "cfr")
+def fake_encoder(ff: str, tmp_path: Path, then: str) -> tuple[Path, Path]:
+    """An ffmpeg on PATH that, when asked to encode H.264, writes part of its output and
+    then runs `then` (fail, hang ...); everything else goes to the real ffmpeg."""
     fake_bin, tmpdir = tmp_path / "bin", tmp_path / "tmp"
     fake_bin.mkdir()
     tmpdir.mkdir()
@@ -358,10 +357,18 @@ def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
     fake.write_text("#!/usr/bin/env bash\n"
                     'for a in "$@"; do [[ $a == libx264 ]] && encoding=1; done\n'
                     'if [[ -n ${encoding:-} ]]; then\n'
-                    '    printf partial > "${@: -1}"; echo "Error: disk full" >&2; exit 1\n'
+                    f'    printf partial > "${{@: -1}}"; {then}\n'
                     "fi\n"
                     f'exec "{ff}" "$@"\n')
     fake.chmod(0o755)
+    return fake_bin, tmpdir
+
+
+def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
+    """An ffmpeg that dies mid-encode (after writing part of its output): the run fails
+    with one line, and neither the partial video nor the private temp dir is left."""
+    frames = frames_of(ff, clips, tmp_path, "cfr")
+    fake_bin, tmpdir = fake_encoder(ff, tmp_path, 'echo "Error: disk full" >&2; exit 1')
     result = script("3_frames2movie.sh", frames, clips["cfr"], cwd=tmp_path,
                     env={"TMPDIR": str(tmpdir), "PATH": f"{fake_bin}:{os.environ['PATH']}"})
     assert_one_line_error(result, "failed", "disk full")
@@ -372,16 +379,7 @@ def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
 def test_stage3_sigterm_stops_ffmpeg_and_cleans_up(ff, clips, tmp_path):
     """SIGTERM mid-encode: ffmpeg is stopped, the partial video and temp dir are gone."""
     frames = frames_of(ff, clips, tmp_path, "cfr")
-    fake_bin, tmpdir = tmp_path / "bin", tmp_path / "tmp"
-    fake_bin.mkdir()
-    tmpdir.mkdir()
-    fake = fake_bin / "ffmpeg"
-    fake.write_text("#!/usr/bin/env bash\n"
-                    'for a in "$@"; do [[ $a == libx264 ]] && encoding=1; done\n'
-                    'if [[ -n ${encoding:-} ]]; then printf partial > "${@: -1}"; '
-                    "exec sleep 60; fi\n"
-                    f'exec "{ff}" "$@"\n')
-    fake.chmod(0o755)
+    fake_bin, tmpdir = fake_encoder(ff, tmp_path, "exec sleep 60")
     env = {**os.environ, "DREAMER_PYTHON": sys.executable, "TMPDIR": str(tmpdir),
            "PATH": f"{fake_bin}:{os.environ['PATH']}"}
     proc = subprocess.Popen([str(REPO / "3_frames2movie.sh"), str(frames), str(clips["cfr"])],
