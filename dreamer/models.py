@@ -142,8 +142,9 @@ class _Bar:
         self.stream.write("\n")
 
 
-def fetch(url: str, dest: Path, label: str, timeout: float = 60, quiet: bool = False) -> None:
-    """Downloads url to dest, resuming a `dest.part` left by an interrupted download."""
+def fetch(url: str, dest: Path, label: str, timeout: float = 60, quiet: bool = False) -> Path:
+    """Downloads url into `dest.part` (resuming one left by an interrupted download) and
+    returns that path once complete: the caller checks it before it gets the real name."""
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -151,8 +152,7 @@ def fetch(url: str, dest: Path, label: str, timeout: float = 60, quiet: bool = F
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the part file is already whole
-            part.replace(dest)
-            return
+            return part
         raise DreamerError(f"download of {url} failed: HTTP {e.code} {e.reason}; try again "
                            "later or download it by hand") from None
     except (urllib.error.URLError, OSError) as e:
@@ -182,7 +182,7 @@ def fetch(url: str, dest: Path, label: str, timeout: float = 60, quiet: bool = F
     if total is not None and done < total:
         raise DreamerError(f"download of {url} was cut off after {done} of {total} bytes; run "
                            "the same command again to resume it")
-    part.replace(dest)
+    return part
 
 
 def _extract(archive: Path, members: dict, folder: Path) -> None:
@@ -192,8 +192,12 @@ def _extract(archive: Path, members: dict, folder: Path) -> None:
                 src = tar.extractfile(member)
                 if src is None:
                     raise KeyError(member)
-                with src, open(folder / target, "wb") as out:
+                if (folder / target).exists():
+                    continue  # never replace a file that is already there
+                part = folder / (target + ".part")
+                with src, open(part, "wb") as out:
                     shutil.copyfileobj(src, out)
+                part.replace(folder / target)
     except (tarfile.TarError, KeyError) as e:
         raise DreamerError(f"{archive} is not the expected model archive ({e}); delete it and "
                            "download again") from None
@@ -204,25 +208,38 @@ def download(info: ModelInfo, base: Path | None = None, quiet: bool = False) -> 
     folder = (base or download_dir()) / info.name
     folder.mkdir(parents=True, exist_ok=True)
     fetched = folder / (Path(info.weights_url).name if info.archive else info.caffemodel)
-    if not fetched.exists():
-        try:
-            fetch(info.weights_url, fetched, info.name, quiet=quiet)
-        except DownloadError:
-            if not any(folder.iterdir()):
-                folder.rmdir()  # leave no empty model folder behind
-            raise
-    digest = sha1_file(fetched)
-    if digest != info.weights_sha1:
-        bad = fetched.with_name(fetched.name + ".bad")
-        fetched.replace(bad)
-        raise DreamerError(f"{fetched.name} has sha1 {digest}, expected {info.weights_sha1}: "
-                           f"the download is corrupt (kept as {bad.name}); run the download "
-                           "again")
+    if fetched.exists():
+        digest = sha1_file(fetched)
+        if digest != info.weights_sha1:
+            raise DreamerError(f"{fetched} is already there but its sha1 is {digest}, not the "
+                               f"official {info.weights_sha1}; it is left as it is: move it "
+                               "away and run the download again")
+    else:
+        _download_checked(info, fetched, folder, quiet)
     if info.archive:
         _extract(fetched, info.archive, folder)
     if info.prototxt_url and not (folder / info.prototxt).exists():
-        fetch(info.prototxt_url, folder / info.prototxt, f"{info.name} prototxt", quiet=quiet)
+        prototxt = folder / info.prototxt
+        fetch(info.prototxt_url, prototxt, f"{info.name} prototxt", quiet=quiet).replace(prototxt)
     return folder
+
+
+def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool) -> None:
+    """Downloads the weights; only a file with the official checksum gets the real name."""
+    try:
+        part = fetch(info.weights_url, fetched, info.name, quiet=quiet)
+    except DownloadError:
+        if not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty model folder behind
+        raise
+    digest = sha1_file(part)
+    if digest != info.weights_sha1:
+        bad = fetched.with_name(fetched.name + ".bad")
+        part.replace(bad)
+        raise DreamerError(f"the downloaded {fetched.name} has sha1 {digest}, expected "
+                           f"{info.weights_sha1}: it is corrupt (kept as {bad.name}); run the "
+                           "download again")
+    part.replace(fetched)
 
 
 def verify(info: ModelInfo, base: Path | None = None) -> tuple[bool, str]:
@@ -233,7 +250,8 @@ def verify(info: ModelInfo, base: Path | None = None) -> tuple[bool, str]:
             digest = sha1_file(fetched)
             if digest == info.weights_sha1:
                 return True, f"{info.name}: OK ({fetched}, sha1 {digest})"
-            return False, (f"{info.name}: {fetched} has sha1 {digest}, expected "
-                           f"{info.weights_sha1}; delete it and download again")
+            return False, (f"{info.name}: {fetched} has sha1 {digest}, not the official "
+                           f"{info.weights_sha1}; it is not the model zoo's file (or it is "
+                           "damaged): move it away and download again")
     return False, (f"{info.name}: not downloaded; run `dreamvideo models download {info.name}` "
                    f"(or put {info.caffemodel} into {download_dir() / info.name})")

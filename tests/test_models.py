@@ -166,3 +166,16 @@ def test_registry_has_the_official_checksums():
     assert models.MODELS["bvlc_googlenet"].weights_sha1 == \
         "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
     assert "places205-googlenet" in models.MODELS
+
+
+def test_an_existing_file_with_another_checksum_is_never_touched(served, tmp_path):
+    server, weights = served
+    folder = tmp_path / "m" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.caffemodel").write_bytes(b"the user's own weights")
+    with pytest.raises(DreamerError, match="left as it is"):
+        models.download(info(server, hashlib.sha1(weights).hexdigest()), tmp_path / "m",
+                        quiet=True)
+    assert (folder / "tiny.caffemodel").read_bytes() == b"the user's own weights"
+    assert sorted(p.name for p in folder.iterdir()) == ["tiny.caffemodel"]
+    assert server.requests == []
