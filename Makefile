@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make test` (and later `make demo`).
+# The two commands a newcomer needs: `make demo` and `make test`.
 SHELL := bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 
 .PHONY: test test-slow test-all demo images venv clean-venv
 
-$(PY): requirements.txt requirements-dev.txt pyproject.toml
+$(PY): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(PY)
 
 venv: $(PY)
