@@ -29,7 +29,7 @@ from dreamer.caffe.layers import LRN, Convolution, InnerProduct
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.device import pick_device
 from dreamer.errors import DreamerError
-from dreamer.oneline import OneLineParser
+from dreamer.oneline import OneLineParser, report
 from dreamer.render import deepdream
 
 MEAN = (104.0, 116.0, 122.0)
@@ -276,8 +276,7 @@ def main(argv=None, prog: str | None = None) -> int:
     try:
         return run(args)
     except DreamerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
 
 
 def run(args: argparse.Namespace) -> int:

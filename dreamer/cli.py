@@ -9,6 +9,7 @@ import sys
 
 from dreamer import models
 from dreamer.errors import DreamerError
+from dreamer.oneline import report
 
 USAGE = """usage: dreamvideo COMMAND [ARGS...]
 
@@ -51,8 +52,7 @@ def models_main(argv: list[str]) -> int:
             print(text, file=sys.stdout if ok else sys.stderr)
             return 0 if ok else 1
     except DreamerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to resume the download",
               file=sys.stderr)

@@ -20,7 +20,7 @@ from PIL import Image
 from dreamer import ffmpeg, models
 from dreamer.errors import DreamerError
 from dreamer.frames import write_image
-from dreamer.oneline import OneLineParser
+from dreamer.oneline import OneLineParser, report
 
 PHOTO = ("mpl-data", "sample_data", "grace_hopper.jpg")
 PHOTO_INSTALL = ".venv/bin/pip install --no-deps matplotlib==3.11.2"
@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         return _run(args)
     except DreamerError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return report(e)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import torch
 
 from dreamer.config import DreamConfig, default
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.oneline import OneLineParser, os_error_line
+from dreamer.oneline import OneLineParser, os_error_line, report
 from dreamer.sequence import dream_sequence
 
 
@@ -108,8 +108,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"\n{e}", file=sys.stderr)
         return 130
     except DreamerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report(e)
     except torch.OutOfMemoryError:
         print("error: out of memory while dreaming; use -p to dream smaller frames, or fewer "
               "octaves", file=sys.stderr)

@@ -11,6 +11,7 @@ from PIL import Image
 from dreamer.config import DreamConfig
 from dreamer.demo import find_photo
 from dreamer.errors import DreamerError
+from dreamer.oneline import report
 from dreamer.progress import Progress
 from dreamer.sequence import dream_sequence
 
@@ -52,8 +53,7 @@ def main() -> int:
             try:
                 dream_sequence(config, progress=Progress(max(SHOWN), 0))
             except DreamerError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+                return report(e)
             strip(Path(tmp) / name, out_dir / f"{name}.jpg")
             print(f"wrote {out_dir / name}.jpg")
         raw = Path(tmp) / "original"

@@ -3,6 +3,7 @@ tool is, and the one line for a failed read or write."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -10,6 +11,17 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def one_line(e: BaseException) -> str:
+    """The error's message with any line breaks folded, so it stays one line."""
+    return " ".join(str(e).split())
+
+
+def report(e: BaseException, code: int = 2) -> int:
+    """Prints `error: <message>` on stderr as one line; returns the exit status."""
+    print(f"error: {one_line(e)}", file=sys.stderr)
+    return code
 
 
 def os_error_line(e: OSError) -> str:

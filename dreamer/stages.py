@@ -23,7 +23,7 @@ from dreamer.extract import extract_frames
 from dreamer.ffmpeg import FFmpegError
 from dreamer.frames import IMAGE_TYPES, frame_name
 from dreamer.gif import make_gif
-from dreamer.oneline import OneLineParser, os_error_line
+from dreamer.oneline import OneLineParser, os_error_line, report
 from dreamer.pipeline import StageFailed, run_all
 from dreamer.tools import TOOLS
 
@@ -146,10 +146,6 @@ def _install_signal_handler():
     return signal.signal(signal.SIGTERM, _on_signal)
 
 
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
-
-
 def _failure(e: BaseException, verbose: bool) -> int:
     """Says what went wrong in one line on stderr (stage 2 has said it already) and
     returns the exit status for it."""
@@ -158,11 +154,9 @@ def _failure(e: BaseException, verbose: bool) -> int:
     if isinstance(e, FFmpegError):
         if verbose and e.stderr_tail:
             print(e.stderr_tail, file=sys.stderr)
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        return report(e, 1)
     if isinstance(e, DreamerError):
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return report(e)
     if isinstance(e, KeyboardInterrupt):
         print("error: interrupted; temporary files were removed, run the command again",
               file=sys.stderr)
