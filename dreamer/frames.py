@@ -153,10 +153,15 @@ def stage_image(array: np.ndarray, path: Path) -> Path:
     path = Path(path)
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
     options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
+    return _stage(path, lambda f: Image.fromarray(array).save(f, format=fmt, **options))
+
+
+def _stage(path: Path, write) -> Path:
+    """A synced temporary file beside `path`, filled by write(binary file)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format=fmt, **options)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
@@ -174,9 +179,7 @@ def discard(tmp: Path) -> None:
     _remove_quietly(str(tmp))
 
 
-def write_image(array: np.ndarray, path: Path) -> None:
-    """Atomic image write: stage, then rename into place."""
-    tmp = stage_image(array, path)
+def _commit_or_discard(tmp: Path, path: Path) -> None:
     try:
         commit(tmp, path)
     except BaseException:
@@ -184,18 +187,15 @@ def write_image(array: np.ndarray, path: Path) -> None:
         raise
 
 
+def write_image(array: np.ndarray, path: Path) -> None:
+    """Atomic image write: stage, then rename into place."""
+    _commit_or_discard(stage_image(array, path), Path(path))
+
+
 def write_text(text: str, path: Path) -> None:
     """Atomic text write (the manifest), same scheme as write_image."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+    _commit_or_discard(_stage(path, lambda f: f.write(text.encode("utf-8"))), path)
 
 
 def _remove_quietly(path: str) -> None:

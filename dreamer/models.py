@@ -40,6 +40,11 @@ class ModelInfo:
     archive: dict | None = None  # archive member -> file name, when weights_url is a tarball
     about: str = ""
 
+    @property
+    def download_name(self) -> str:
+        """The file the download itself gives (the archive, or the weights)."""
+        return Path(self.weights_url).name if self.archive else self.caffemodel
+
 
 MODELS = {m.name: m for m in (
     ModelInfo(
@@ -207,7 +212,7 @@ def download(info: ModelInfo, base: Path | None = None, quiet: bool = False) -> 
     """Fetches a model into base/<name>/ (default: download_dir()), checked by sha1."""
     folder = (base or download_dir()) / info.name
     folder.mkdir(parents=True, exist_ok=True)
-    fetched = folder / (Path(info.weights_url).name if info.archive else info.caffemodel)
+    fetched = folder / info.download_name
     if fetched.exists():
         digest = sha1_file(fetched)
         if digest != info.weights_sha1:
@@ -245,7 +250,7 @@ def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool)
 def verify(info: ModelInfo, base: Path | None = None) -> tuple[bool, str]:
     """Checks a downloaded model's file against the official checksum."""
     for folder in ([base / info.name] if base else [d / info.name for d in search_dirs()]):
-        fetched = folder / (Path(info.weights_url).name if info.archive else info.caffemodel)
+        fetched = folder / info.download_name
         if fetched.is_file():
             digest = sha1_file(fetched)
             if digest == info.weights_sha1:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dreamer import schedule
 from dreamer.errors import DreamerError
@@ -109,11 +108,11 @@ def load_state(output: Path, k: int, image_type: str, size: tuple[int, int]):
             return None, (f"{frame_name(k, 'jpg')} has no lossless copy in {STATE_DIR}/ and "
                           "a jpg is never re-read as state")
         return None, None
-    with Image.open(path) as img:
-        if img.size != tuple(size):
-            return None, (f"dreamed frame {k} is {img.width}x{img.height}, this run dreams "
-                          f"at {size[0]}x{size[1]}")
-    return read_frame(path), None
+    frame = read_frame(path)
+    if frame.shape[1::-1] != tuple(size):
+        return None, (f"dreamed frame {k} is {frame.shape[1]}x{frame.shape[0]}, this run "
+                      f"dreams at {size[0]}x{size[1]}")
+    return frame, None
 
 
 def remove_stale_temps(output: Path) -> None:
