@@ -209,14 +209,17 @@ class _Run:
 
     def flush(self) -> None:
         """Waits for the write in flight; its OSError names the frame (`.frame`)."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            k, future = pending
-            try:
-                future.result()
-            except OSError as e:
-                e.frame = k
-                raise
+        if self.pending is None:
+            return
+        k, future = self.pending
+        try:
+            future.result()
+        except OSError as e:
+            self.pending = None
+            e.frame = k
+            raise
+        # cleared only once the write is over: a Ctrl-C while waiting keeps it pending
+        self.pending = None
 
     def _save(self, k: int, frame: np.ndarray, info: dict) -> None:
         """Frame staged, lossless state kept, manifest synced, then the frame renamed in:
@@ -248,14 +251,21 @@ def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, devi
 
 
 def _finish_writes(run: _Run, k: int) -> int:
-    """Lets the write in flight finish; returns the first frame not on disk."""
+    """Lets the write in flight finish, so the manifest is never closed while the writer
+    still records a frame; returns the first frame not on disk."""
+    first_missing = k
     try:
         run.flush()
     except OSError as e:
-        return e.frame
+        first_missing = e.frame
     except KeyboardInterrupt:
-        return k - 1
-    return k
+        pass  # a second Ctrl-C: the write still finishes below
+    run.writer.shutdown(wait=True)
+    if run.pending is not None:
+        written, future = run.pending
+        if future.exception() is not None:
+            first_missing = written
+    return first_missing
 
 
 def _done_text(frames: FrameSet, k: int, output: Path) -> str:
