@@ -55,6 +55,8 @@ def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> Caf
     (as Caffe's backward computed them), PyTorch's built-in LRN."""
     net = load_net(prototxt, caffemodel, channels_last=False)
     for layer in net.layers:
+        if isinstance(layer, Convolution):
+            layer.space_to_depth = False
         if isinstance(layer, (Convolution, InnerProduct)):
             for name in ("weight", "bias"):
                 t = layer._buffers.pop(name)

@@ -50,6 +50,44 @@ def test_convolution_pad_stride_group_dilation_match_direct_sum():
     np.testing.assert_allclose(y[0].numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k, stride, pad, h, w", [
+    (7, 2, 3, 37, 54),   # GoogLeNet's conv1 shape, odd and even sizes
+    (7, 2, 3, 8, 7),     # barely larger than the kernel
+    (11, 4, 0, 45, 50),  # AlexNet's conv1: the last rows fall outside every window
+    (3, 2, 1, 9, 9),
+    (4, 2, 0, 4, 4),     # a single output
+])
+def test_strided_first_layer_space_to_depth_matches_plain_convolution(k, stride, pad, h, w):
+    rng = np.random.default_rng(k)
+    wt = rng.standard_normal((5, 3, k, k)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    conv = layer('name: "c" type: "Convolution" bottom: "x" top: "c" convolution_param {'
+                 f' num_output: 5 kernel_size: {k} stride: {stride} pad: {pad} }}', wt, b)
+    assert conv.space_to_depth
+    x = (t(rng.standard_normal((1, 3, h, w))) * 50).requires_grad_(True)
+    (y,) = conv(x)
+    want = torch.nn.functional.conv2d(x, t(wt), t(b), stride, pad)
+    assert y.shape == want.shape
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-3)
+    g = torch.randn_like(want)
+    (got_grad,) = torch.autograd.grad(y, x, g)
+    (want_grad,) = torch.autograd.grad(want, x, g)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-4)
+
+
+def test_space_to_depth_only_for_strided_convs_on_few_channels():
+    def conv(ci, stride, group=1):
+        wt = np.zeros((4, ci // group, 3, 3), np.float32)
+        return layer('name: "c" type: "Convolution" convolution_param { num_output: 4 '
+                     f'kernel_size: 3 stride: {stride} group: {group} bias_term: false }}',
+                     wt)
+
+    assert conv(3, 2).space_to_depth
+    assert not conv(3, 1).space_to_depth   # nothing to gain at stride 1
+    assert not conv(64, 2).space_to_depth  # oneDNN is efficient with many channels
+    assert not conv(4, 2, group=2).space_to_depth
+
+
 def test_convolution_without_bias():
     w = np.ones((1, 1, 1, 1), np.float32) * 2
     conv = layer('name: "c" type: "Convolution" convolution_param { num_output: 1 '
