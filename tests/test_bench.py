@@ -2,6 +2,8 @@
 path's custom pieces. Nothing here asserts a timing."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +120,15 @@ def test_threads_settings():
     assert threads.usable_cpus() >= 1
     with pytest.raises(ValueError):
         threads.configure(torch.device("cpu"), "fp8")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_heap_thresholds_are_set_unless_the_user_chose_them(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert threads.limit_heap_retention()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert not threads.limit_heap_retention()
 
 
 def _run_main(tiny, capsys, *extra):

@@ -134,6 +134,35 @@ def test_max_pool_rounds_up_like_caffe():
     assert torch.equal(y[0, 0], t([[6, 8, 9], [16, 18, 19], [21, 23, 24]]))
 
 
+@pytest.mark.parametrize("params", ["kernel_size: 3 stride: 2",          # pool1
+                                    "kernel_size: 3 stride: 1 pad: 1",  # inception
+                                    "kernel_size: 2 stride: 1 pad: 1"])  # explicit path
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt):
+    rng = np.random.default_rng(2)
+    # whole numbers in a small range: many ties, as after a ReLU
+    x = t(rng.integers(0, 3, (1, 3, 7, 8))).contiguous(memory_format=fmt)
+    x.requires_grad_(True)
+    pool = layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}')
+    (y,) = pool(x)
+    g = t(rng.standard_normal(y.shape))
+    (got,) = torch.autograd.grad(y, x, g)
+    # Caffe's backward: each output's gradient to the first maximum of its window,
+    # scanning rows then columns
+    p = pool.pad[0]
+    xp = np.pad(x.detach().numpy()[0], ((0, 0), (p, p + 2), (p, p + 2)),
+                constant_values=-np.inf)
+    want = np.zeros((3, 7 + 2 * p + 2, 8 + 2 * p + 2), np.float32)
+    k, st = pool.kernel[0], pool.stride[0]
+    for c in range(3):
+        for i in range(y.shape[2]):
+            for j in range(y.shape[3]):
+                window = xp[c, i * st:i * st + k, j * st:j * st + k]
+                r, q = np.unravel_index(np.argmax(window), window.shape)
+                want[c, i * st + r, j * st + q] += g[0, c, i, j]
+    np.testing.assert_allclose(got[0].numpy(), want[:, p:p + 7, p:p + 8], rtol=1e-6)
+
+
 def test_ave_pool_divides_by_window_within_padded_image():
     x = torch.ones(1, 1, 4, 4)
     pool = layer('name: "p" type: "Pooling" pooling_param { pool: AVE kernel_size: 3 '
