@@ -2,7 +2,8 @@
 
 For each size and end layer it dreams frames with the default parameters and prints the
 median seconds per frame (after a warm-up frame), the GFLOP a frame costs (counted with
-torch's FlopCounterMode, not estimated), the GFLOP/s achieved, peak memory and the device;
+torch's FlopCounterMode, not estimated), the GFLOP/s achieved (and its share of the float32
+peak a large matrix product reaches on the same device), peak memory and the device;
 then the same frames with `reference_dream`, a straightforward port of the original
 (numpy/scipy pyramid and np.roll, weights that get gradients, PyTorch's own LRN), and the
 speed ratio between the two.
@@ -171,6 +172,21 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
+def matmul_peak(device: torch.device, n: int = 2048) -> float:
+    """GFLOP/s of a large float32 matrix product on `device`: what this machine's BLAS
+    reaches on the friendliest workload, the yardstick for the dream's GFLOP/s."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    _sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -299,8 +315,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"params: {p.octave_n} octaves x {p.iter_n} iterations, scale {p.octave_scale}, "
           f"step {p.step_size}, jitter {p.jitter}; median of {args.frames} frames after 1 "
           "warm-up")
+    peak = matmul_peak(device)
+    print(f"float32 peak, measured by a 2048x2048 matrix product: {peak:.0f} GFLOP/s")
     header = (f"{'size':>9}  {'end':<20} {'impl':<9} {'s/frame':>8} {'GFLOP/frame':>11} "
-              f"{'GFLOP/s':>8} {'peak MB':>8} {'ref/fast':>8}")
+              f"{'GFLOP/s':>8} {'of peak':>7} {'peak MB':>8} {'ref/fast':>8}")
     print(header)
     print("-" * len(header))
     for w, h in args.sizes:
@@ -325,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
             for name, (s, mb) in results.items():
                 ratio = f"{s / results['fast'][0]:7.2f}x" if name != "fast" else ""
                 print(f"{w:>4}x{h:<4}  {end:<20} {name:<9} {s:8.2f} {gflop:11.1f} "
-                      f"{gflop / s:8.1f} {mb:8.0f} {ratio:>8}", flush=True)
+                      f"{gflop / s:8.1f} {gflop / s / peak:7.0%} {mb:8.0f} {ratio:>8}",
+                      flush=True)
     if args.memory_size:
         w, h = args.memory_size
         img_t = torch.from_numpy(sample_image(h, w)).permute(2, 0, 1).contiguous().to(device)

@@ -78,6 +78,9 @@ def test_lrn_closed_form_backward_matches_autograd(fmt, beta, channels):
     plain = x * (1.0 + ((x * x).movedim(1, -1) @ band).movedim(-1, 1)) ** -beta
     torch.testing.assert_close(lrn(x), plain)
     assert lrn(x).is_contiguous(memory_format=torch.channels_last)
+    from torch import _dynamo  # one graph, blocks and all, for --compile
+
+    assert _dynamo.explain(lrn)(x.detach()).graph_break_count == 0
 
 
 def test_lrn_matches_pytorch_builtin():

@@ -138,3 +138,13 @@ def test_blob_whose_values_do_not_fill_its_shape_names_the_layer(tmp_path):
     model.write_bytes(net.SerializeToString())
     with pytest.raises(DreamerError, match="'inception_4d/1x1'.*damaged"):
         load_net(prototxt, model)
+
+
+def test_forward_traces_as_one_graph(tmp_path, x):
+    """`--compile` (CUDA graphs on a GPU) only pays if the whole forward is one graph."""
+    from torch import _dynamo
+
+    net = load_net(*make_tiny_model(tmp_path))
+    img = x.contiguous(memory_format=torch.channels_last)
+    explained = _dynamo.explain(lambda t: net(t, end="inception_4c/output"))(img)
+    assert explained.graph_break_count == 0, explained.break_reasons

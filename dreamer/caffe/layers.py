@@ -290,15 +290,15 @@ def _window_sum(rows: torch.Tensor, band: torch.Tensor, half: int,
                 k: float = 0.0) -> torch.Tensor:
     """k + rows @ band for a band matrix of half-width `half` (see LRN.band); block by
     block on a CPU (a GPU runs the one GEMM faster than several launches)."""
-    out = torch.empty_like(rows)
     channels = rows.shape[1]
-    block = WINDOW_BLOCK if rows.device.type == "cpu" else max(1, channels)
-    k = rows.new_full((), k)
-    for a in range(0, channels, block):
-        b = min(channels, a + block)
+    if rows.device.type != "cpu" or channels <= WINDOW_BLOCK:
+        return torch.addmm(rows.new_full((), k), rows, band)
+    blocks = []
+    for a in range(0, channels, WINDOW_BLOCK):
+        b = min(channels, a + WINDOW_BLOCK)
         lo, hi = max(0, a - half), min(channels, b + half)
-        torch.addmm(k, rows[:, lo:hi], band[lo:hi, a:b], out=out[:, a:b])
-    return out
+        blocks.append(torch.addmm(rows.new_full((), k), rows[:, lo:hi], band[lo:hi, a:b]))
+    return torch.cat(blocks, 1)
 
 
 def _negative_power(s: torch.Tensor, beta: float) -> torch.Tensor:
