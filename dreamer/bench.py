@@ -15,6 +15,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -233,8 +234,8 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=3, help="timed frames after the warm-up")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference port")
     ap.add_argument("--memory-size", default="1920x1080", metavar="WxH",
-                    help="also dream one frame this size (1 iteration per octave) for its "
-                         "peak memory; 'none' skips it")
+                    help="also dream one frame this size, in a fresh process, for its peak "
+                         "memory (with --quick: 1 iteration per octave); 'none' skips it")
     ap.add_argument("--precision", choices=threads.PRECISIONS, default="fp32",
                     help="fp32 (matches Caffe; default), tf32 (CUDA) or bf16 (autocast: "
                          "faster on GPUs and AMX CPUs, outside the Caffe goldens)")
@@ -246,6 +247,7 @@ def parse_args(argv=None, prog: str | None = None) -> argparse.Namespace:
                     "$DREAMER_MODELS, the cache, ../caffe/models)")
     ap.add_argument("--model-name", default="bvlc_googlenet.caffemodel")
     ap.add_argument("--iterations", type=int, default=Params.iter_n)
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--octaves", type=int, default=Params.octave_n)
     args = ap.parse_args(argv)
     if args.quick:
@@ -292,7 +294,7 @@ def make_runner(net: CaffeNet, args):
 def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
     try:
-        return run(args)
+        return run_memory_child(args) if args.memory_child else run(args)
     except DreamerError as e:
         return report(e)
 
@@ -303,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     p = Params(iter_n=args.iterations, octave_n=args.octaves)
     prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
     net = load_net(prototxt, caffemodel).to(device)
+    check_sizes(net, args.sizes + ([args.memory_size] if args.memory_size else []),
+                args.ends, p)
     runner = make_runner(net, args)
     ref = None if args.no_reference else reference_net(prototxt, caffemodel, device)
     mean = torch.tensor(MEAN, device=device)
@@ -347,17 +351,66 @@ def run(args: argparse.Namespace) -> int:
                       flush=True)
     if args.memory_size:
         w, h = args.memory_size
-        img_t = torch.from_numpy(sample_image(h, w)).permute(2, 0, 1).contiguous().to(device)
-        one = Params(iter_n=1, octave_n=p.octave_n)
-        memory.reset()
-        t = time.perf_counter()
-        deepdream(runner, img_t, args.ends[0], schedule.jitter_offsets(SEED, 1, one.jitter), mean,
-                  one.iter_n, one.octave_n, one.octave_scale, one.step_size)
-        _sync(device)
-        print(f"{w}x{h} {args.ends[0]}, 1 iteration per octave: peak memory {memory.mb():.0f} MB "
-              f"({time.perf_counter() - t:.1f} s)")
+        iterations = 1 if args.quick else p.iter_n
+        mb, seconds = memory_check(args, device, caffemodel, (w, h), iterations)
+        print(f"{w}x{h} {args.ends[0]}, {p.octave_n} octaves x {iterations} iterations, in a "
+              f"fresh process: peak memory {mb:.0f} MB ({seconds:.1f} s)")
     return 0
 
+
+def check_sizes(net: CaffeNet, sizes, ends, p: Params) -> None:
+    """Every size's smallest octave must pass through the net up to every end layer."""
+    for w, h in sizes:
+        sh, sw = transforms.octave_sizes(h, w, p.octave_n, p.octave_scale)[-1]
+        for end in ends:
+            net.check_end(end)
+            try:
+                net.validate(max(sh, 1), max(sw, 1), end)
+            except ValueError:
+                raise DreamerError(f"{w}x{h} is too small for {p.octave_n} octaves up to {end} "
+                                   f"(the smallest octave is {sw}x{sh}); use larger --sizes "
+                                   "or fewer --octaves") from None
+
+
+def memory_check(args, device: torch.device, caffemodel: Path, size: tuple[int, int],
+                 iterations: int) -> tuple[float, float]:
+    """(peak MB, seconds) of dreaming one frame of `size`, in a child process: in this one,
+    the memory the timed runs left to the allocator would count too."""
+    command = [sys.executable, "-m", "dreamer.bench", "--memory-child",
+               "--memory-size", "{}x{}".format(*size), "--iterations", str(iterations),
+               "--octaves", str(args.octaves), "--ends", args.ends[0],
+               "--precision", args.precision, "--model-path", str(caffemodel.parent),
+               "--model-name", caffemodel.name]
+    if args.gpu is not None:
+        command += ["--gpu", str(args.gpu)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DreamerError("the memory check failed: " + (done.stderr.strip().splitlines()
+                                                          or ["no output"])[-1])
+    mb, seconds = done.stdout.split()[-2:]
+    return float(mb), float(seconds)
+
+
+def run_memory_child(args: argparse.Namespace) -> int:
+    """The child of memory_check: one dream, then "peak-MB seconds" on stdout."""
+    device = pick_device(args.gpu)
+    threads.configure(device, args.precision, threads=args.threads)
+    prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
+    net = make_runner(load_net(prototxt, caffemodel).to(device), args)
+    w, h = args.memory_size
+    img = torch.from_numpy(sample_image(h, w)).permute(2, 0, 1).contiguous().to(device)
+    p = Params(iter_n=args.iterations, octave_n=args.octaves)
+    memory = PeakMemory(device)
+    memory.reset()
+    t = time.perf_counter()
+    deepdream(net, img, args.ends[0], schedule.jitter_offsets(SEED, 1, p.jitter),
+              torch.tensor(MEAN, device=device), p.iter_n, p.octave_n, p.octave_scale,
+              p.step_size)
+    _sync(device)
+    print(f"{memory.mb():.1f} {time.perf_counter() - t:.2f}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -149,6 +149,14 @@ def test_main_prints_a_row_per_size_end_and_implementation(tiny, capsys):
     assert "peak memory" in out and "GFLOP" in out
 
 
+def test_too_small_a_size_is_one_line(tiny, capsys):
+    folder, weights = tiny[1].parent, tiny[1].name
+    code = bench.main(["--model-path", str(folder), "--model-name", weights, "--sizes",
+                       "4x4", "--memory-size", "none", "--no-reference"])
+    err = capsys.readouterr().err
+    assert code != 0 and "4x4 is too small" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_main_on_gpu(tiny, capsys):

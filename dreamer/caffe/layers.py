@@ -96,14 +96,14 @@ class Convolution(CaffeLayer):
         out_h, out_w = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
         if out_h < 1 or out_w < 1:  # let conv2d report the too-small input
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        weight = self._s2d_weight(x)
+        weight = self._s2d_weight()
         rows = s * (out_h + weight.shape[-2] - 1)
         cols = s * (out_w + weight.shape[-1] - 1)
         x = F.pad(x, (pw, cols - w - pw, ph, rows - h - ph))  # negative: unused edge, cut
         x = F.pixel_unshuffle(x, s).contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, self.bias)
 
-    def _s2d_weight(self, like: torch.Tensor) -> torch.Tensor:
+    def _s2d_weight(self) -> torch.Tensor:
         w = self.weight
         if self._s2d is None or self._s2d[0] is not w:
             s = self.stride[0]
