@@ -253,8 +253,7 @@ class LRN(CaffeLayer):
             # better, whatever autocast does around the layer.
             wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
             with autocast_or_off(x.device.type, None):
-                y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), (self.size - 1) // 2,
-                                     self.k, self.beta)
+                y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), self.k, self.beta)
             return (y.to(x.dtype),)
         pad = (self.size - 1) // 2
         avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
@@ -280,25 +279,9 @@ def _unrows(rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return rows.view(shape[:1] + shape[2:] + shape[1:2]).movedim(-1, 1)
 
 
-# Output channels per GEMM of the LRN's window sum. A block reads only its channels and
-# the window's halo: one dense (C x C) GEMM would multiply mostly zeros (measured for
-# GoogLeNet's 192-channel norm2 at 540x360: 2.9 ms dense, 1.4 ms in blocks of 32).
-WINDOW_BLOCK = 32
-
-
-def _window_sum(rows: torch.Tensor, band: torch.Tensor, half: int,
-                k: float = 0.0) -> torch.Tensor:
-    """k + rows @ band for a band matrix of half-width `half` (see LRN.band); block by
-    block on a CPU (a GPU runs the one GEMM faster than several launches)."""
-    channels = rows.shape[1]
-    if rows.device.type != "cpu" or channels <= WINDOW_BLOCK:
-        return torch.addmm(rows.new_full((), k), rows, band)
-    blocks = []
-    for a in range(0, channels, WINDOW_BLOCK):
-        b = min(channels, a + WINDOW_BLOCK)
-        lo, hi = max(0, a - half), min(channels, b + half)
-        blocks.append(torch.addmm(rows.new_full((), k), rows[:, lo:hi], band[lo:hi, a:b]))
-    return torch.cat(blocks, 1)
+def _window_sum(rows: torch.Tensor, band: torch.Tensor, k: float = 0.0) -> torch.Tensor:
+    """k + rows @ band: each channel's sum over its window (see LRN.band) as one GEMM."""
+    return torch.addmm(rows.new_full((), k), rows, band)
 
 
 def _negative_power(s: torch.Tensor, beta: float) -> torch.Tensor:
@@ -319,14 +302,14 @@ class _LRNAcross(torch.autograd.Function):
     mixing layouts in one elementwise op costs several times a plain pass."""
 
     @staticmethod
-    def forward(ctx, x, band, half, k, beta):
+    def forward(ctx, x, band, k, beta):
         v = _rows(x)
-        s = _window_sum(v * v, band, half, k)
+        s = _window_sum(v * v, band, k)
         y = _negative_power(s, beta).mul_(v)
         # p = s^-beta is not kept: recomputing it costs less than the memory (a 1080p
         # dream keeps 130 MB less)
         ctx.save_for_backward(v, band, s, y)
-        ctx.half, ctx.beta, ctx.shape = half, beta, x.shape
+        ctx.beta, ctx.shape = beta, x.shape
         return _unrows(y, x.shape)
 
     @staticmethod
@@ -335,9 +318,9 @@ class _LRNAcross(torch.autograd.Function):
         g = _rows(g)
         # dx_i = g_i p_i - 2 beta x_i * sum over j in i's window of alpha/n g_j y_j / s_j,
         # in place where possible: at 1080p each temporary here is 100 MB
-        t = _window_sum((g * y).div_(s), band, ctx.half)
+        t = _window_sum((g * y).div_(s), band)
         dx = _negative_power(s, ctx.beta).mul_(g).addcmul_(v, t, value=-2.0 * ctx.beta)
-        return _unrows(dx, ctx.shape), None, None, None, None
+        return _unrows(dx, ctx.shape), None, None, None
 
 
 class Concat(CaffeLayer):
