@@ -29,7 +29,7 @@ from torch import nn
 from dreamer import models, schedule, threads, transforms
 from dreamer.caffe.layers import LRN, Convolution, InnerProduct
 from dreamer.caffe.net import CaffeNet, load_net
-from dreamer.device import pick_device
+from dreamer.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError
 from dreamer.oneline import OneLineParser, report
 from dreamer.render import deepdream
@@ -282,13 +282,7 @@ def make_runner(net: CaffeNet, args):
     """What deepdream calls as the net: the net itself, or its compiled version."""
     if args.precision == "bf16":
         net.autocast_dtype = torch.bfloat16
-    if not args.compile:
-        return net
-    from torch import _dynamo
-
-    _dynamo.config.cache_size_limit = 64  # one graph per (octave shape, end layer)
-    mode = "reduce-overhead" if next(net.buffers()).is_cuda else None  # CUDA graphs
-    return torch.compile(net, mode=mode, dynamic=False)
+    return CompiledNet(net) if args.compile else net
 
 
 def main(argv=None, prog: str | None = None) -> int:

@@ -42,6 +42,7 @@ class DreamConfig:
     tile: str = "auto"                     # tile size in px, "auto" (when needed) or "off"
     precision: str = "fp32"                # fp32 matches Caffe; tf32 / bf16 are faster
     deterministic: bool = False            # GPU: fixed kernels, same numbers every run
+    compile: bool = False                  # torch.compile per octave size (GPU: CUDA graphs)
     mean: tuple[float, float, float] = field(default=BGR_MEAN)
 
     @property

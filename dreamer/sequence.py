@@ -13,7 +13,7 @@ import torch
 from dreamer import models, objectives, resume, schedule, threads, tiles, transforms
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
-from dreamer.device import pick_device
+from dreamer.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
                             prepare_output, preview_size, read_frame, stage_image, write_image)
@@ -160,7 +160,7 @@ class _OctaveReporter:
 class _Run:
     """Everything one run fixes before its first frame."""
     config: DreamConfig
-    net: CaffeNet
+    net: CaffeNet  # or a CompiledNet of it (--compile)
     frames: FrameSet
     output: Path
     size: tuple[int, int]
@@ -331,7 +331,8 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     record = run_record(config, plan.seed, frames, size, model,
                         {"params": params, "key": key, "seed": plan.seed}, str(device), argv)
     manifest.start_run({**record, "resumed_at": plan.start})
-    run = _Run(config, net, frames, output, size, layers, blend, plan, key, mean, guides,
+    runner = CompiledNet(net) if config.compile else net
+    run = _Run(config, runner, frames, output, size, layers, blend, plan, key, mean, guides,
                device, manifest, progress, _OctaveReporter(progress, config, output / "previews"),
                tile, budget)
     state = _carried_state(plan, frames, output, size, device, progress)

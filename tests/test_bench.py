@@ -89,7 +89,7 @@ def test_lrn_matches_pytorch_builtin():
     x = torch.randn(2, 16, 6, 5) * 20
     lrn = LRN.__new__(LRN)
     torch.nn.Module.__init__(lrn)
-    lrn.size, lrn.alpha, lrn.beta, lrn.k, lrn.across, lrn._band = 5, 1e-4, 0.75, 1.0, True, None
+    lrn.size, lrn.alpha, lrn.beta, lrn.k, lrn.across = 5, 1e-4, 0.75, 1.0, True
     want = torch.nn.functional.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
     torch.testing.assert_close(lrn(x)[0], want)
 

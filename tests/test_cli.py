@@ -52,6 +52,16 @@ def test_defaults_are_the_original_readmes():
     assert c.gpu is None and c.seed is None
 
 
+def test_our_own_flags_map_onto_the_config():
+    c = parse(["-i", "a", "-o", "b", "--overwrite", "--tile", "512", "--precision", "bf16",
+               "--deterministic", "--compile"])
+    assert (c.overwrite, c.tile, c.precision, c.deterministic, c.compile) == \
+        (True, "512", "bf16", True, True)
+    d = parse(["-i", "a", "-o", "b"])
+    assert (d.overwrite, d.tile, d.precision, d.deterministic, d.compile) == \
+        (False, "auto", "fp32", False, False)
+
+
 def test_gpu_alone_means_device_0():
     assert parse(["-i", "a", "-o", "b", "--gpu"]).gpu == 0
 

@@ -70,3 +70,23 @@ def test_zero_iterations_return_the_image(tmp_path):
     img = _img()
     out = deepdream(net, img, "inception_3a/output", iter([]), MEAN, iter_n=0, octave_n=1)
     torch.testing.assert_close(out, img)
+
+
+def test_compiled_net_dreams_what_the_net_dreams(tmp_path):
+    """--compile's path, traced and differentiated by torch.compile on the CPU (the
+    aot_eager backend: the graph capture and its backward, without generating code)."""
+    from dreamer.device import CompiledNet
+
+    net = _net(tmp_path)
+    compiled = CompiledNet(net, backend="aot_eager")
+    assert compiled.layer_names == net.layer_names and not compiled.cuda_graphs
+
+    def dream(n):
+        return deepdream(n, _img(), "inception_4c/output", iter([(1, -2), (0, 3)] * 2), MEAN,
+                         iter_n=2, octave_n=2)
+
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    torch.testing.assert_close(dream(compiled), dream(net), rtol=0, atol=1e-3)
+    assert counters["stats"]["unique_graphs"] == 2  # one per octave size, nothing eager

@@ -79,7 +79,8 @@ class Convolution(CaffeLayer):
         sh, sw = self.stride
         self.space_to_depth = (sh == sw > 1 and self.dilation == (1, 1) and self.groups == 1
                                and 0 < in_per_group <= 4)
-        self._s2d = None
+        self.register_buffer("weight_s2d", _s2d_weight(self.weight, sh)
+                             if self.space_to_depth else None, persistent=False)
 
     def forward(self, x):
         if self.space_to_depth and x.device.type == "cpu" and x.dim() == 4:
@@ -96,25 +97,22 @@ class Convolution(CaffeLayer):
         out_h, out_w = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
         if out_h < 1 or out_w < 1:  # let conv2d report the too-small input
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        weight = self._s2d_weight()
+        weight = self.weight_s2d
         rows = s * (out_h + weight.shape[-2] - 1)
         cols = s * (out_w + weight.shape[-1] - 1)
         x = F.pad(x, (pw, cols - w - pw, ph, rows - h - ph))  # negative: unused edge, cut
         x = F.pixel_unshuffle(x, s).contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, self.bias)
 
-    def _s2d_weight(self) -> torch.Tensor:
-        w = self.weight
-        if self._s2d is None or self._s2d[0] is not w:
-            s = self.stride[0]
-            co, ci, kh, kw = w.shape
-            th, tw = -(-kh // s), -(-kw // s)
-            padded = F.pad(w, (0, tw * s - kw, 0, th * s - kh))
-            # pixel_unshuffle orders channels (c, row phase, column phase)
-            regrouped = padded.reshape(co, ci, th, s, tw, s).permute(0, 1, 3, 5, 2, 4)
-            w2 = regrouped.reshape(co, ci * s * s, th, tw)
-            self._s2d = (w, w2.contiguous(memory_format=torch.channels_last))
-        return self._s2d[1]
+
+def _s2d_weight(w: torch.Tensor, s: int) -> torch.Tensor:
+    """The kernel for a space-to-depth input: zero-padded to a multiple of s, each s x s
+    block of taps regrouped into channels in pixel_unshuffle's order (c, row, column)."""
+    co, ci, kh, kw = w.shape
+    th, tw = -(-kh // s), -(-kw // s)
+    padded = F.pad(w, (0, tw * s - kw, 0, th * s - kh))
+    regrouped = padded.reshape(co, ci, th, s, tw, s).permute(0, 1, 3, 5, 2, 4)
+    return regrouped.reshape(co, ci * s * s, th, tw).contiguous()
 
 
 class ReLU(CaffeLayer):
@@ -232,20 +230,14 @@ class LRN(CaffeLayer):
                                f"(is {p.local_size}), as in Caffe; fix the prototxt")
         self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.across = p.norm_region == 0
-        self._band = None
 
     def band(self, channels: int, like: torch.Tensor) -> torch.Tensor:
         """C x C band matrix summing each channel's window, times alpha / size: the channel
-        sum becomes one GEMM instead of a loop (the matrix is symmetric)."""
-        band = self._band
-        if band is None or band.shape[0] != channels or band.device != like.device \
-                or band.dtype != like.dtype:
-            idx = torch.arange(channels, device=like.device)
-            half = (self.size - 1) // 2
-            near = (idx[:, None] - idx[None, :]).abs() <= half
-            band = near.to(like.dtype) * (self.alpha / self.size)
-            self._band = band
-        return band
+        sum becomes one GEMM instead of a loop (the matrix is symmetric). Made at every
+        call (microseconds): a cached one would make torch.compile trace the net twice."""
+        idx = torch.arange(channels, device=like.device)
+        near = (idx[:, None] - idx[None, :]).abs() <= (self.size - 1) // 2
+        return near.to(like.dtype) * (self.alpha / self.size)
 
     def forward(self, x):
         if self.across:
