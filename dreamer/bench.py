@@ -406,5 +406,6 @@ def run_memory_child(args: argparse.Namespace) -> int:
     print(f"{memory.mb():.1f} {time.perf_counter() - t:.2f}")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

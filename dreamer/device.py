@@ -48,4 +48,6 @@ class CompiledNet:
         return self.compiled(x, end=end)
 
     def __getattr__(self, name):
+        if name == "net":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
         return getattr(self.net, name)
