@@ -178,12 +178,14 @@ class _Run:
     budget: int | None = None
     writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     pending: tuple[int, Future] | None = None
+    reader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+    next_raw: tuple[int, Future] | None = None
 
     def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
         """Dreams frame k on top of the previous dream `state`; returns the new state."""
         config, timer, seed = self.config, Timer(), self.plan.seed
         layer = schedule.layer_for_frame(self.layers, k)
-        raw = _to_tensor(read_frame(self.frames.path(k), self.size), self.device)
+        raw = _to_tensor(self._read(k), self.device)
         b = None if state is None else schedule.blend_for_frame(self.blend, k, seed)
         img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
                                                          raw, b)
@@ -200,6 +202,18 @@ class _Run:
         self._save_in_background(k, frame, dict(layer=layer, blend=b,
                                                 seconds=round(timer.lap(), 3)))
         return state
+
+    def _read(self, k: int) -> np.ndarray:
+        """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
+        if self.next_raw is not None and self.next_raw[0] == k:
+            frame = self.next_raw[1].result()  # a read error surfaces here, as it would
+        else:
+            frame = read_frame(self.frames.path(k), self.size)
+        self.next_raw = None
+        if k + 1 <= self.frames.last:
+            self.next_raw = (k + 1, self.reader.submit(read_frame, self.frames.path(k + 1),
+                                                       self.size))
+        return frame
 
     def _save_in_background(self, k: int, frame: np.ndarray, info: dict) -> None:
         """Encoding and syncing a frame overlaps the next frame's dream; one write is in
@@ -355,6 +369,7 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                            "permissions, then run the same command again") from None
     finally:
         run.writer.shutdown(wait=True)
+        run.reader.shutdown(wait=True, cancel_futures=True)
 
     description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)

@@ -54,6 +54,24 @@ def test_chain_equals_the_published_algorithm(tmp_path, tiny_model, frames):
         assert np.array_equal(load(tmp_path / "out" / f"{k:08d}.png"), want), k
 
 
+def test_each_frame_is_decoded_once_while_the_one_before_dreams(tmp_path, tiny_model, frames,
+                                                                monkeypatch):
+    import threading
+
+    from dreamer import sequence
+
+    reads, decode = [], sequence.read_frame
+
+    def read_frame(path, size=None):
+        reads.append((int(path.stem), threading.current_thread() is threading.main_thread()))
+        return decode(path, size)
+
+    monkeypatch.setattr(sequence, "read_frame", read_frame)
+    run(tmp_path, tiny_model, start_frame=2)
+    # frame 2 on the main thread (nothing before it); 3 and 4 by the reader thread
+    assert sorted(reads) == [(2, True), (3, False), (4, False)]
+
+
 def test_blend_one_means_every_frame_dreams_on_its_raw_frame(tmp_path, tiny_model, frames):
     run(tmp_path, tiny_model, out="all", blend="1", seed=3)
     run(tmp_path, tiny_model, out="third", blend="1", seed=3, start_frame=3, end_frame=3)
