@@ -293,12 +293,22 @@ def main(argv=None, prog: str | None = None) -> int:
         return report(e)
 
 
-def run(args: argparse.Namespace) -> int:
+def _setup(args: argparse.Namespace):
+    """(device, prototxt, caffemodel, net) as the arguments ask, the backend configured."""
     device = pick_device(args.gpu)
     threads.configure(device, args.precision, threads=args.threads)
-    p = Params(iter_n=args.iterations, octave_n=args.octaves)
     prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
-    net = load_net(prototxt, caffemodel).to(device)
+    return device, prototxt, caffemodel, load_net(prototxt, caffemodel).to(device)
+
+
+def _as_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An HxWx3 image as the (3, H, W) tensor deepdream takes."""
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+
+
+def run(args: argparse.Namespace) -> int:
+    device, prototxt, caffemodel, net = _setup(args)
+    p = Params(iter_n=args.iterations, octave_n=args.octaves)
     check_sizes(net, args.sizes + ([args.memory_size] if args.memory_size else []),
                 args.ends, p)
     runner = make_runner(net, args)
@@ -321,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for w, h in args.sizes:
         img = sample_image(h, w)
-        img_t = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+        img_t = _as_tensor(img, device)
         for end in args.ends:
             gflop = count_gflop(net, h, w, end, p, device)
 
@@ -389,12 +399,10 @@ def memory_check(args, device: torch.device, caffemodel: Path, size: tuple[int, 
 
 def run_memory_child(args: argparse.Namespace) -> int:
     """The child of memory_check: one dream, then "peak-MB seconds" on stdout."""
-    device = pick_device(args.gpu)
-    threads.configure(device, args.precision, threads=args.threads)
-    prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
-    net = make_runner(load_net(prototxt, caffemodel).to(device), args)
+    device, _, _, net = _setup(args)
+    net = make_runner(net, args)
     w, h = args.memory_size
-    img = torch.from_numpy(sample_image(h, w)).permute(2, 0, 1).contiguous().to(device)
+    img = _as_tensor(sample_image(h, w), device)
     p = Params(iter_n=args.iterations, octave_n=args.octaves)
     memory = PeakMemory(device)
     memory.reset()
