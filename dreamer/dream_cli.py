@@ -18,7 +18,7 @@ from dreamer.sequence import dream_sequence
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(prog=prog, description="Dream on numbered video frames "
-                      "(%%08d.png|jpg) with a Caffe model; frame k is blended with the dream "
+                      "(%08d.png|jpg) with a Caffe model; frame k is blended with the dream "
                       "of frame k-1 so the hallucinations flow.")
     p.add_argument("-i", "--input", required=True, help="folder of input frames")
     p.add_argument("-o", "--output", required=True, help="folder for the dreamed frames")
