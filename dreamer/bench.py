@@ -55,7 +55,7 @@ class Params:
 def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> CaffeNet:
     """The same layers, run the plain way: NCHW, weights as parameters that get gradients
     (as Caffe's backward computed them), PyTorch's built-in LRN."""
-    net = load_net(prototxt, caffemodel, channels_last=False)
+    net = load_net(prototxt, caffemodel, channels_last=False, fuse=False)
     for layer in net.layers:
         if isinstance(layer, Convolution):
             layer.space_to_depth = False

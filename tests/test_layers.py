@@ -6,7 +6,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from dreamer.caffe import proto
+from dreamer.caffe import layers, proto
 from dreamer.caffe.layers import LRN, build_layer, caffe_pool_size
 from dreamer.caffe.spec import LayerSpec, blob_array
 from dreamer.errors import DreamerError
@@ -138,13 +138,18 @@ def test_max_pool_rounds_up_like_caffe():
                                     "kernel_size: 3 stride: 1 pad: 1",  # inception
                                     "kernel_size: 2 stride: 1 pad: 1"])  # explicit path
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
-def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt):
+@pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
+def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt, narrow,
+                                                                    monkeypatch):
+    if narrow:  # positions kept as int32, as for large blobs
+        monkeypatch.setattr(layers, "NARROW_POSITIONS_FROM", 1)
     rng = np.random.default_rng(2)
     # whole numbers in a small range: many ties, as after a ReLU
     x = t(rng.integers(0, 3, (1, 3, 7, 8))).contiguous(memory_format=fmt)
     x.requires_grad_(True)
     pool = layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}')
     (y,) = pool(x)
+    assert y.grad_fn.saved_tensors[0].dtype == (torch.int32 if narrow else torch.int64)
     g = t(rng.standard_normal(y.shape))
     (got,) = torch.autograd.grad(y, x, g)
     # Caffe's backward: each output's gradient to the first maximum of its window,

@@ -49,7 +49,36 @@ def test_forward_computes_nothing_past_end(tmp_path, x):
     for layer in net.layers:
         layer.register_forward_hook(lambda m, i, o: calls.append(m.name))
     net(x, end="pool1/norm1")
-    assert calls == ["conv1/7x7_s2", "conv1/relu_7x7_s2", "pool1/3x3_s2", "pool1/norm1"]
+    # conv1's ReLU is done by pool1, on its output (see the fusion tests below)
+    assert calls == ["conv1/7x7_s2", "pool1/3x3_s2", "pool1/norm1"]
+
+
+def test_a_relu_read_only_by_a_max_pool_runs_after_it_with_the_same_blobs_and_gradients(
+        tmp_path, x):
+    files = make_tiny_model(tmp_path)
+    fused, plain = load_net(*files), load_net(*files, fuse=False)
+    assert [fused.layers[i].name for i in fused._fused_relus] == ["conv1/relu_7x7_s2"]
+    assert not plain._fused_relus
+    for end in fused.layer_names:
+        a = x.clone().requires_grad_(True)
+        b = x.clone().requires_grad_(True)
+        ya, yb = fused(a, end=end), plain(b, end=end)
+        assert torch.equal(ya, yb), end
+        (ga,) = torch.autograd.grad((ya * ya).sum(), a)
+        (gb,) = torch.autograd.grad((yb * yb).sum(), b)
+        assert torch.equal(ga, gb), end
+
+
+def test_a_relu_whose_blob_another_layer_reads_is_not_fused(tmp_path):
+    prototxt, caffemodel = make_tiny_model(tmp_path)
+    text = prototxt.read_text()
+    # a second reader of conv1's (ReLU'd) blob after the pool
+    extra = ('layer { name: "peek" type: "Pooling" bottom: "conv1/7x7_s2" top: "peek" '
+             'pooling_param { pool: AVE global_pooling: true } }\n')
+    prototxt.write_text(text + extra)
+    net = load_net(prototxt, caffemodel)
+    assert not net._fused_relus
+    assert not any(getattr(layer, "relu", False) for layer in net.layers)
 
 
 def test_weights_never_get_gradients(tmp_path, x):

@@ -163,6 +163,10 @@ class Pooling(CaffeLayer):
         if not self.global_pooling and self.kernel is None:
             raise DreamerError(f"layer '{spec.name}': pooling without kernel_size; "
                                "fix the prototxt")
+        # Set by CaffeNet when this pool is the only reader of an in-place ReLU's output:
+        # max(relu(x)) == relu(max(x)), and the gradient is the same, so the ReLU runs on
+        # the pooled blob, a quarter of the size, and the larger one needs no ReLU pass.
+        self.relu = False
 
     def forward(self, x):
         if self.global_pooling:
@@ -175,7 +179,7 @@ class Pooling(CaffeLayer):
             for o, n, k, s, p in zip(out, sizes, self.kernel, self.stride, self.pad))
         if native:
             if self.max:
-                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad),)
+                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad, self.relu),)
             return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
                                  count_include_pad=True),)
         return (self._explicit(x, out),)
@@ -189,7 +193,7 @@ class Pooling(CaffeLayer):
         fill = -math.inf if self.max else 0.0
         padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
         if self.max:
-            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0))
+            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.relu)
         sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
         # Caffe divides by the window clipped to the padded image, not the overhang.
         rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
@@ -198,27 +202,41 @@ class Pooling(CaffeLayer):
         return sums / count
 
 
+# Pool positions are kept as int32 from this many outputs: a 1080p dream's positions
+# were a quarter of everything it kept for the backward pass. Below it they stay int64
+# (the backward kernel takes no other): converting twice costs 4 % of a 540x360 step.
+NARROW_POSITIONS_FROM = 1 << 22
+
+
 class _MaxPool(torch.autograd.Function):
-    """Max pooling (ceil mode) that keeps where each maximum came from as int32, where
-    PyTorch keeps int64: those positions were a quarter of everything a 1080p dream keeps
-    for the backward pass."""
+    """Max pooling (ceil mode), with an optional ReLU on its output (see Pooling.relu).
+
+    Keeps only the positions of the maxima (and the output, for the ReLU), not the
+    input: the backward needs the input's shape and layout, never its values."""
 
     @staticmethod
-    def forward(ctx, x, kernel, stride, pad):
+    def forward(ctx, x, kernel, stride, pad, relu=False):
         y, where = F.max_pool2d(x, kernel, stride, pad, ceil_mode=True, return_indices=True)
-        if x.shape[-2] * x.shape[-1] < 2 ** 31:
+        if where.numel() >= NARROW_POSITIONS_FROM and x.shape[-2] * x.shape[-1] < 2 ** 31:
             where = where.to(torch.int32)
-        ctx.save_for_backward(x, where)
+        if relu:
+            y = y.relu_()
+        ctx.save_for_backward(where, y if relu else None)
         ctx.args = kernel, stride, pad
+        ctx.input = x.shape, x.stride()
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, where = ctx.saved_tensors
+        where, y = ctx.saved_tensors
         kernel, stride, pad = ctx.args
+        if y is not None:
+            g = torch.ops.aten.threshold_backward(g, y, 0)
+        shape, strides = ctx.input
+        like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
         dx = torch.ops.aten.max_pool2d_with_indices_backward(
-            g, x, kernel, stride, pad, (1, 1), True, where.long())
-        return dx, None, None, None
+            g, like, kernel, stride, pad, (1, 1), True, where.long())
+        return dx, None, None, None, None
 
 
 class LRN(CaffeLayer):
@@ -271,9 +289,9 @@ def _unrows(rows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return rows.view(shape[:1] + shape[2:] + shape[1:2]).movedim(-1, 1)
 
 
-def _window_sum(rows: torch.Tensor, band: torch.Tensor, k: float = 0.0) -> torch.Tensor:
-    """k + rows @ band: each channel's sum over its window (see LRN.band) as one GEMM."""
-    return torch.addmm(rows.new_full((), k), rows, band)
+def _window_sum(rows: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """rows @ band: each channel's sum over its window (see LRN.band) as one GEMM."""
+    return torch.mm(rows, band)
 
 
 def _negative_power(s: torch.Tensor, beta: float) -> torch.Tensor:
@@ -286,32 +304,33 @@ def _negative_power(s: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 class _LRNAcross(torch.autograd.Function):
-    """Caffe's ACROSS_CHANNELS LRN, y = x * s^-beta with s = k + alpha/n * window sum of
-    x^2, with Caffe's closed-form backward: autograd of the plain formula would recompute
-    the power and keep more intermediates alive. The window sum over channels is one GEMM
-    with a band matrix (symmetric: the same matrix serves the backward) over (pixels,
-    channels) rows; every operand, incoming gradient included, is made channels_last, as
-    mixing layouts in one elementwise op costs several times a plain pass."""
+    """Caffe's ACROSS_CHANNELS LRN, y = x p with p = s^-beta and s = k + alpha/n * window
+    sum of x^2, with Caffe's closed-form backward: autograd of the plain formula would
+    recompute the power and keep more intermediates alive. The window sum over channels
+    is one GEMM with a band matrix (symmetric: the same matrix serves the backward) over
+    (pixels, channels) rows; every operand, incoming gradient included, is made
+    channels_last, as mixing layouts in one elementwise op costs several times a plain
+    pass."""
 
     @staticmethod
     def forward(ctx, x, band, k, beta):
         v = _rows(x)
-        s = _window_sum(v * v, band, k)
-        y = _negative_power(s, beta).mul_(v)
-        # p = s^-beta is not kept: recomputing it costs less than the memory (a 1080p
-        # dream keeps 130 MB less)
-        ctx.save_for_backward(v, band, s, y)
+        s = _window_sum(v * v, band).add_(k)
+        p = _negative_power(s, beta)
+        # the backward needs p and q = p / s = s^(-beta-1): kept instead of s and y (as
+        # much memory), they spare it three passes over the blob
+        ctx.save_for_backward(v, band, p, p / s)
         ctx.beta, ctx.shape = beta, x.shape
-        return _unrows(y, x.shape)
+        return _unrows(v * p, x.shape)
 
     @staticmethod
     def backward(ctx, g):
-        v, band, s, y = ctx.saved_tensors
+        v, band, p, q = ctx.saved_tensors
         g = _rows(g)
-        # dx_i = g_i p_i - 2 beta x_i * sum over j in i's window of alpha/n g_j y_j / s_j,
+        # dx_i = g_i p_i - 2 beta x_i * sum over j in i's window of alpha/n g_j x_j q_j,
         # in place where possible: at 1080p each temporary here is 100 MB
-        t = _window_sum((g * y).div_(s), band)
-        dx = _negative_power(s, ctx.beta).mul_(g).addcmul_(v, t, value=-2.0 * ctx.beta)
+        t = _window_sum((g * v).mul_(q), band)
+        dx = (g * p).addcmul_(v, t, value=-2.0 * ctx.beta)
         return _unrows(dx, ctx.shape), None, None, None
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from dreamer.caffe import proto
-from dreamer.caffe.layers import (Convolution, InnerProduct, ReLU, autocast_or_off,
-                                  build_layer)
+from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU,
+                                  autocast_or_off, build_layer)
 from dreamer.caffe.spec import NetSpec, net_spec
 from dreamer.errors import DreamerError
 
@@ -18,7 +18,7 @@ class CaffeNet(nn.Module):
     """Runs the layers in prototxt order, as Caffe does; in-place layers (ReLU on its own
     bottom) rebind the blob name, so stopping at a layer sees exactly Caffe's blob."""
 
-    def __init__(self, spec: NetSpec, channels_last: bool = True):
+    def __init__(self, spec: NetSpec, channels_last: bool = True, fuse: bool = True):
         super().__init__()
         self.name = spec.name
         self.input_name, self.input_shape = next(iter(spec.inputs.items()))
@@ -29,6 +29,8 @@ class CaffeNet(nn.Module):
             if isinstance(layer, ReLU) and isinstance(before, (Convolution, InnerProduct)) \
                     and layer.bottoms == layer.tops == before.tops[:1]:
                 layer.inplace = True
+        # ReLU layers whose work a following max pool does (see Pooling.relu), by index
+        self._fused_relus = self._fuse_relu_pool() if fuse else set()
         self.requires_grad_(False)
         self.eval()
         # NHWC: oneDNN/cuDNN convolutions, max pooling and the LRN's channel GEMM all run
@@ -50,6 +52,21 @@ class CaffeNet(nn.Module):
                 raise DreamerError(f"layer '{layer.name}' has no top; fix the prototxt")
             known.update(layer.tops)
 
+    def _fuse_relu_pool(self) -> set[int]:
+        """Finds in-place ReLUs read by nothing but the max pool right after them (GoogLeNet's
+        conv1 -> relu -> pool1): that pool applies the ReLU to its output instead."""
+        fused = set()
+        for i, (relu, pool) in enumerate(zip(self.layers, self.layers[1:])):
+            if not (isinstance(relu, ReLU) and relu.negative_slope == 0
+                    and relu.bottoms == relu.tops and isinstance(pool, Pooling)
+                    and pool.max and not pool.global_pooling and pool.bottoms == relu.tops):
+                continue
+            if any(relu.tops[0] in later.bottoms for later in self.layers[i + 2:]):
+                continue
+            pool.relu = True
+            fused.add(i)
+        return fused
+
     @property
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -67,7 +84,9 @@ class CaffeNet(nn.Module):
             x = x.contiguous(memory_format=self.memory_format)
         blobs = {self.input_name: x}
         with autocast_or_off(x.device.type, self.autocast_dtype):
-            for layer in self.layers[:stop + 1]:
+            for i, layer in enumerate(self.layers[:stop + 1]):
+                if i in self._fused_relus and i < stop:  # the next layer, a pool, does it
+                    continue
                 outputs = layer(*[blobs[b] for b in layer.bottoms])
                 blobs.update(zip(layer.tops, outputs))
         return blobs[self.layers[stop].tops[0]].to(x.dtype)
@@ -81,7 +100,9 @@ class CaffeNet(nn.Module):
         channels = self.input_shape[1] if len(self.input_shape) > 1 else 3
         stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
         blobs = {self.input_name: torch.empty(1, channels, height, width, device="meta")}
-        for layer in self.layers[:stop + 1]:
+        for i, layer in enumerate(self.layers[:stop + 1]):
+            if i in self._fused_relus and i < stop:
+                continue
             try:
                 outputs = _meta_copy(layer)(*[blobs[b] for b in layer.bottoms])
             except DreamerError:
@@ -100,14 +121,16 @@ def _meta_copy(layer: nn.Module) -> nn.Module:
     return clone
 
 
-def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True) -> CaffeNet:
-    """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet."""
+def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True,
+             fuse: bool = True) -> CaffeNet:
+    """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet (with
+    `fuse`, ReLUs that only feed a max pool run after it, on the smaller blob)."""
     for path, what in ((prototxt, "model definition"), (caffemodel, "model weights")):
         if not Path(path).is_file():
             raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
                                "folder and -m/--model_name at its .caffemodel")
     spec = net_spec(proto.read_prototxt(prototxt), proto.read_caffemodel(caffemodel))
-    net = CaffeNet(spec, channels_last)
+    net = CaffeNet(spec, channels_last, fuse)
     height, width = (net.input_shape[-2:] if len(net.input_shape) == 4 else (224, 224))
     try:
         net.validate(height, width)
