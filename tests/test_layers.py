@@ -6,7 +6,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from dreamer.caffe import layers, proto
+from dreamer.caffe import proto
 from dreamer.caffe.layers import LRN, build_layer, caffe_pool_size
 from dreamer.caffe.spec import LayerSpec, blob_array
 from dreamer.errors import DreamerError
@@ -138,18 +138,14 @@ def test_max_pool_rounds_up_like_caffe():
                                     "kernel_size: 3 stride: 1 pad: 1",  # inception
                                     "kernel_size: 2 stride: 1 pad: 1"])  # explicit path
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
-def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt, narrow,
-                                                                    monkeypatch):
-    if narrow:  # positions kept as int32, as for large blobs
-        monkeypatch.setattr(layers, "NARROW_POSITIONS_FROM", 1)
+def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt):
     rng = np.random.default_rng(2)
     # whole numbers in a small range: many ties, as after a ReLU
     x = t(rng.integers(0, 3, (1, 3, 7, 8))).contiguous(memory_format=fmt)
     x.requires_grad_(True)
     pool = layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}')
     (y,) = pool(x)
-    assert y.grad_fn.saved_tensors[0].dtype == (torch.int32 if narrow else torch.int64)
+    assert [t.dtype for t in y.grad_fn.saved_tensors if t is not None] == [torch.int32]
     g = t(rng.standard_normal(y.shape))
     (got,) = torch.autograd.grad(y, x, g)
     # Caffe's backward: each output's gradient to the first maximum of its window,
@@ -318,3 +314,21 @@ def test_lrn_band_matches_torch_reference():
     assert isinstance(lrn, LRN)
     want = torch.nn.functional.local_response_norm(x, 5, 0.001, 0.75, 1.0)
     torch.testing.assert_close(lrn(x)[0], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", ["kernel_size: 3 stride: 2", "kernel_size: 2 stride: 1 pad: 1"])
+def test_max_pool_with_relu_equals_relu_then_pool_with_ties(params):
+    # whole numbers from -2 to 2: ties at zero, at positive values, all-negative windows
+    rng = np.random.default_rng(5)
+    x = t(rng.integers(-2, 3, (1, 4, 9, 10))).contiguous(memory_format=torch.channels_last)
+    spec = f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}'
+    fused, plain = layer(spec), layer(spec)
+    fused.relu = True
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    (ya,), (yb,) = fused(a), plain(torch.relu(b))
+    assert torch.equal(ya, yb)
+    g = t(rng.standard_normal(ya.shape))
+    (ga,) = torch.autograd.grad(ya, a, g)
+    (gb,) = torch.autograd.grad(yb, b, g)
+    assert torch.equal(ga, gb)
+    assert (ga != 0).any() and (x <= 0).any()
