@@ -67,6 +67,13 @@ class CaffeNet(nn.Module):
             fused.add(i)
         return fused
 
+    def _layers_to(self, stop: int):
+        """The layers that run for a forward ending at layer `stop`: all up to it, but a
+        fused ReLU only when it is the end (otherwise the pool after it does its work)."""
+        for i, layer in enumerate(self.layers[:stop + 1]):
+            if i not in self._fused_relus or i == stop:
+                yield layer
+
     @property
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
@@ -84,9 +91,7 @@ class CaffeNet(nn.Module):
             x = x.contiguous(memory_format=self.memory_format)
         blobs = {self.input_name: x}
         with autocast_or_off(x.device.type, self.autocast_dtype):
-            for i, layer in enumerate(self.layers[:stop + 1]):
-                if i in self._fused_relus and i < stop:  # the next layer, a pool, does it
-                    continue
+            for layer in self._layers_to(stop):
                 outputs = layer(*[blobs[b] for b in layer.bottoms])
                 blobs.update(zip(layer.tops, outputs))
         return blobs[self.layers[stop].tops[0]].to(x.dtype)
@@ -100,9 +105,7 @@ class CaffeNet(nn.Module):
         channels = self.input_shape[1] if len(self.input_shape) > 1 else 3
         stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
         blobs = {self.input_name: torch.empty(1, channels, height, width, device="meta")}
-        for i, layer in enumerate(self.layers[:stop + 1]):
-            if i in self._fused_relus and i < stop:
-                continue
+        for layer in self._layers_to(stop):
             try:
                 outputs = _meta_copy(layer)(*[blobs[b] for b in layer.bottoms])
             except DreamerError:
