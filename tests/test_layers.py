@@ -145,7 +145,7 @@ def test_max_pool_gradient_goes_to_the_first_maximum_of_each_window(params, fmt)
     x.requires_grad_(True)
     pool = layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}')
     (y,) = pool(x)
-    assert [t.dtype for t in y.grad_fn.saved_tensors if t is not None] == [torch.int32]
+    assert [s.dtype for s in y.grad_fn.saved_tensors if s is not None] == [torch.int32]
     g = t(rng.standard_normal(y.shape))
     (got,) = torch.autograd.grad(y, x, g)
     # Caffe's backward: each output's gradient to the first maximum of its window,
@@ -316,14 +316,17 @@ def test_lrn_band_matches_torch_reference():
     torch.testing.assert_close(lrn(x)[0], want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("params", ["kernel_size: 3 stride: 2", "kernel_size: 2 stride: 1 pad: 1"])
+@pytest.mark.parametrize("params", ["kernel_size: 3 stride: 2",         # native
+                                    "kernel_size: 2 stride: 1 pad: 1",  # native, padded
+                                    "kernel_size: 3 stride: 2 pad: 2"])  # explicit path
 def test_max_pool_with_relu_equals_relu_then_pool_with_ties(params):
     # whole numbers from -2 to 2: ties at zero, at positive values, all-negative windows
     rng = np.random.default_rng(5)
     x = t(rng.integers(-2, 3, (1, 4, 9, 10))).contiguous(memory_format=torch.channels_last)
     spec = f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}'
     fused, plain = layer(spec), layer(spec)
-    fused.relu = True
+    assert fused.commutes_with_relu()
+    fused.fused_relu = True
     a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     (ya,), (yb,) = fused(a), plain(torch.relu(b))
     assert torch.equal(ya, yb)
@@ -332,3 +335,17 @@ def test_max_pool_with_relu_equals_relu_then_pool_with_ties(params):
     (gb,) = torch.autograd.grad(yb, b, g)
     assert torch.equal(ga, gb)
     assert (ga != 0).any() and (x <= 0).any()
+
+
+@pytest.mark.parametrize("params", ["kernel_size: 1 stride: 2",  # gaps: the last window
+                                    "kernel_size: 2 stride: 1 pad: 2",  # padding only
+                                    "global_pooling: true"])
+def test_max_pools_with_windows_of_padding_only_do_not_take_a_relu(params):
+    pool = layer(f'name: "p" type: "Pooling" pooling_param {{ pool: MAX {params} }}')
+    assert not pool.commutes_with_relu()
+    if "global" in params:
+        return
+    # why: such a window pools -inf, and a ReLU after the pool would make it 0
+    x = torch.full((1, 1, 4, 4), 5.0)
+    (y,) = pool(torch.relu(x))
+    assert torch.isinf(y).any()

@@ -78,7 +78,7 @@ def test_a_relu_whose_blob_another_layer_reads_is_not_fused(tmp_path):
     prototxt.write_text(text + extra)
     net = load_net(prototxt, caffemodel)
     assert not net._fused_relus
-    assert not any(getattr(layer, "relu", False) for layer in net.layers)
+    assert not any(getattr(layer, "fused_relu", False) for layer in net.layers)
 
 
 def test_weights_never_get_gradients(tmp_path, x):

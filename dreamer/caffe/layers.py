@@ -163,10 +163,19 @@ class Pooling(CaffeLayer):
         if not self.global_pooling and self.kernel is None:
             raise DreamerError(f"layer '{spec.name}': pooling without kernel_size; "
                                "fix the prototxt")
-        # Set by CaffeNet when this pool is the only reader of an in-place ReLU's output:
-        # max(relu(x)) == relu(max(x)), and the gradient is the same, so the ReLU runs on
-        # the pooled blob, a quarter of the size, and the larger one needs no ReLU pass.
-        self.relu = False
+        # Set by CaffeNet when this pool is the only reader of a ReLU's output (see
+        # commutes_with_relu): the ReLU runs on the pooled blob (at stride 2 a quarter of
+        # the size), and the larger one needs no ReLU pass, forward or backward.
+        self.fused_relu = False
+
+    def commutes_with_relu(self) -> bool:
+        """Whether pooling the ReLU of a blob equals the ReLU of its pooling, blob and
+        gradient: max(relu(x)) == relu(max(x)) for any window with at least one real
+        value, and the first maximum is the same wherever it is positive. A window of
+        padding only (kernel < stride, or pad >= kernel) would give -inf, not 0."""
+        return (self.max and not self.global_pooling
+                and all(k >= s and p < k
+                        for k, s, p in zip(self.kernel, self.stride, self.pad)))
 
     def forward(self, x):
         if self.global_pooling:
@@ -179,7 +188,8 @@ class Pooling(CaffeLayer):
             for o, n, k, s, p in zip(out, sizes, self.kernel, self.stride, self.pad))
         if native:
             if self.max:
-                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad, self.relu),)
+                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad,
+                                      self.fused_relu),)
             return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
                                  count_include_pad=True),)
         return (self._explicit(x, out),)
@@ -193,7 +203,7 @@ class Pooling(CaffeLayer):
         fill = -math.inf if self.max else 0.0
         padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
         if self.max:
-            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.relu)
+            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.fused_relu)
         sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
         # Caffe divides by the window clipped to the padded image, not the overhang.
         rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
@@ -203,7 +213,7 @@ class Pooling(CaffeLayer):
 
 
 class _MaxPool(torch.autograd.Function):
-    """Max pooling (ceil mode), with an optional ReLU on its output (see Pooling.relu).
+    """Max pooling (ceil mode), with an optional ReLU on its output (see Pooling.fused_relu).
 
     Keeps only what the backward reads: the positions of the maxima, as int32 where
     PyTorch keeps int64 (they were a quarter of everything a 1080p dream keeps for the
@@ -218,7 +228,7 @@ class _MaxPool(torch.autograd.Function):
             y = y.relu_()
         ctx.save_for_backward(where, y if relu else None)
         ctx.args = kernel, stride, pad
-        ctx.input = x.shape, x.stride()
+        ctx.input_layout = x.shape, x.stride()
         return y
 
     @staticmethod
@@ -227,7 +237,7 @@ class _MaxPool(torch.autograd.Function):
         kernel, stride, pad = ctx.args
         if y is not None:
             g = torch.ops.aten.threshold_backward(g, y, 0)
-        shape, strides = ctx.input
+        shape, strides = ctx.input_layout
         like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
         dx = torch.ops.aten.max_pool2d_with_indices_backward(
             g, like, kernel, stride, pad, (1, 1), True, where.long())

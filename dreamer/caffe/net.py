@@ -29,7 +29,7 @@ class CaffeNet(nn.Module):
             if isinstance(layer, ReLU) and isinstance(before, (Convolution, InnerProduct)) \
                     and layer.bottoms == layer.tops == before.tops[:1]:
                 layer.inplace = True
-        # ReLU layers whose work a following max pool does (see Pooling.relu), by index
+        # ReLU layers whose work the max pool after them does (Pooling.fused_relu), by index
         self._fused_relus = self._fuse_relu_pool() if fuse else set()
         self.requires_grad_(False)
         self.eval()
@@ -53,17 +53,18 @@ class CaffeNet(nn.Module):
             known.update(layer.tops)
 
     def _fuse_relu_pool(self) -> set[int]:
-        """Finds in-place ReLUs read by nothing but the max pool right after them (GoogLeNet's
-        conv1 -> relu -> pool1): that pool applies the ReLU to its output instead."""
+        """Finds ReLUs on their own bottom (Caffe's in-place form) read by nothing but the
+        max pool right after them (GoogLeNet's conv1 -> relu -> pool1): that pool applies
+        the ReLU to its output instead."""
         fused = set()
         for i, (relu, pool) in enumerate(zip(self.layers, self.layers[1:])):
             if not (isinstance(relu, ReLU) and relu.negative_slope == 0
                     and relu.bottoms == relu.tops and isinstance(pool, Pooling)
-                    and pool.max and not pool.global_pooling and pool.bottoms == relu.tops):
+                    and pool.bottoms == relu.tops and pool.commutes_with_relu()):
                 continue
             if any(relu.tops[0] in later.bottoms for later in self.layers[i + 2:]):
                 continue
-            pool.relu = True
+            pool.fused_relu = True
             fused.add(i)
         return fused
 
