@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from dreamer.caffe.layers import Convolution, InnerProduct, Pooling
-from dreamer.caffe.net import _meta_copy
 from dreamer.objectives import Objective
 
 # Peak memory of one step / the summed size of the blobs up to the end layer (backward
@@ -102,14 +101,8 @@ def tiled_gradient(net, shifted: torch.Tensor, end: str, objective: Objective, t
 
 def blob_bytes(net, height: int, width: int, end: str) -> int:
     """Summed size of every blob a forward pass to `end` makes, from shapes alone."""
-    stop = net._index[net.check_end(end)]
-    blobs = {net.input_name: torch.empty(1, 3, height, width, device="meta")}
-    total = 0
-    for layer in net.layers[:stop + 1]:
-        outputs = _meta_copy(layer)(*[blobs[b] for b in layer.bottoms])
-        total += sum(o.numel() for o in outputs) * 4  # float32
-        blobs.update(zip(layer.tops, outputs))
-    return total
+    return sum(t.numel() for tops in net.blob_shapes(height, width, end)
+               for t in tops) * 4  # float32
 
 
 def step_memory_bytes(net, height: int, width: int, end: str) -> int:

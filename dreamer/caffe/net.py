@@ -98,15 +98,20 @@ class CaffeNet(nn.Module):
         return blobs[self.layers[stop].tops[0]].to(x.dtype)
 
     def validate(self, height: int = 224, width: int = 224, end: str | None = None) -> None:
-        """Runs the net up to `end` on shapes only (meta tensors: no memory, no arithmetic).
+        """Runs the net up to `end` on shapes only; raises ValueError naming the first
+        layer that cannot take its input, so callers can tell the user at load time, not
+        in the middle of a dream."""
+        for _ in self.blob_shapes(height, width, end):
+            pass
 
-        Raises ValueError naming the first layer that cannot take its input, so callers
-        can tell the user at load time, not in the middle of a dream.
-        """
+    def blob_shapes(self, height: int, width: int, end: str | None = None):
+        """Yields the tops of every layer up to `end`, as meta tensors: shapes only, no
+        memory, no arithmetic. Raises ValueError naming the first layer that cannot take
+        its input."""
         channels = self.input_shape[1] if len(self.input_shape) > 1 else 3
         stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
         blobs = {self.input_name: torch.empty(1, channels, height, width, device="meta")}
-        for layer in self._layers_to(stop):
+        for layer in self.layers[:stop + 1]:
             try:
                 outputs = _meta_copy(layer)(*[blobs[b] for b in layer.bottoms])
             except DreamerError:
@@ -115,6 +120,7 @@ class CaffeNet(nn.Module):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ValueError(f"layer '{layer.name}' ({layer.type}): {first}") from None
             blobs.update(zip(layer.tops, outputs))
+            yield outputs
 
 
 def _meta_copy(layer: nn.Module) -> nn.Module:
