@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamer import models, schedule, threads, transforms
-from dreamer.caffe.layers import LRN, Convolution, InnerProduct
+from dreamer.caffe.layers import LRN, Convolution, InnerProduct, Pooling
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError
@@ -54,11 +54,13 @@ class Params:
 
 def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> CaffeNet:
     """The same layers, run the plain way: NCHW, weights as parameters that get gradients
-    (as Caffe's backward computed them), PyTorch's built-in LRN."""
+    (as Caffe's backward computed them), PyTorch's own max pooling and built-in LRN."""
     net = load_net(prototxt, caffemodel, channels_last=False, fuse=False)
     for layer in net.layers:
         if isinstance(layer, Convolution):
             layer.space_to_depth = False
+        if isinstance(layer, (Pooling, LRN)):
+            layer.native = False
         if isinstance(layer, (Convolution, InnerProduct)):
             for name in ("weight", "bias"):
                 t = layer._buffers.pop(name)

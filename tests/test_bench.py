@@ -83,13 +83,18 @@ def test_lrn_closed_form_backward_matches_autograd(fmt, beta, channels):
     assert _dynamo.explain(lrn)(x.detach()).graph_break_count == 0
 
 
-def test_lrn_matches_pytorch_builtin():
+@pytest.mark.parametrize("use_native", [False, True])
+def test_lrn_matches_pytorch_builtin(use_native):
+    from dreamer.caffe import native
     from dreamer.caffe.layers import LRN
 
+    if use_native and native.kernels() is None:
+        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
     x = torch.randn(2, 16, 6, 5) * 20
     lrn = LRN.__new__(LRN)
     torch.nn.Module.__init__(lrn)
     lrn.size, lrn.alpha, lrn.beta, lrn.k, lrn.across = 5, 1e-4, 0.75, 1.0, True
+    lrn.native = use_native
     want = torch.nn.functional.local_response_norm(x, 5, 1e-4, 0.75, 1.0)
     torch.testing.assert_close(lrn(x)[0], want)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dreamer.caffe import native
 from dreamer.caffe.spec import LayerSpec
 from dreamer.errors import DreamerError
 
@@ -167,6 +168,9 @@ class Pooling(CaffeLayer):
         # commutes_with_relu): the ReLU runs on the pooled blob (at stride 2 a quarter of
         # the size), and the larger one needs no ReLU pass, forward or backward.
         self.fused_relu = False
+        # Max pooling by the compiled CPU kernels where they can take the blob (native.py);
+        # the benchmark's reference net turns this off.
+        self.native = True
 
     def commutes_with_relu(self) -> bool:
         """Whether pooling the ReLU of a blob equals the ReLU of its pooling, blob and
@@ -189,7 +193,7 @@ class Pooling(CaffeLayer):
         if native:
             if self.max:
                 return (_MaxPool.apply(x, self.kernel, self.stride, self.pad,
-                                      self.fused_relu),)
+                                      self.fused_relu, self.native),)
             return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
                                  count_include_pad=True),)
         return (self._explicit(x, out),)
@@ -203,7 +207,8 @@ class Pooling(CaffeLayer):
         fill = -math.inf if self.max else 0.0
         padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
         if self.max:
-            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.fused_relu)
+            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.fused_relu,
+                                  self.native)
         sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
         # Caffe divides by the window clipped to the padded image, not the overhang.
         rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
@@ -217,31 +222,50 @@ class _MaxPool(torch.autograd.Function):
 
     Keeps only what the backward reads: the positions of the maxima, as int32 where
     PyTorch keeps int64 (they were a quarter of everything a 1080p dream keeps for the
-    backward pass), and the output for the ReLU; of the input, its shape and layout."""
+    backward pass), and the output for the ReLU; of the input, its shape and layout.
+    With `use_native`, the compiled kernels (native.py) run it where they can take x:
+    the same blob, positions and gradient, bit for bit."""
 
     @staticmethod
-    def forward(ctx, x, kernel, stride, pad, relu=False):
-        y, where = F.max_pool2d(x, kernel, stride, pad, ceil_mode=True, return_indices=True)
-        if x.shape[-2] * x.shape[-1] < 2 ** 31:
-            where = where.to(torch.int32)
-        if relu:
-            y = y.relu_()
+    def forward(ctx, x, kernel, stride, pad, relu=False, use_native=False):
+        ctx.native = use_native and _MaxPool.native_takes(x)
+        if ctx.native:
+            out = [_torch_pool_size(n, k, s, p)
+                   for n, k, s, p in zip(x.shape[-2:], kernel, stride, pad)]
+            y, where = native.kernels().max_pool_forward(x, *out, *kernel, *stride, *pad, relu)
+        else:
+            y, where = F.max_pool2d(x, kernel, stride, pad, ceil_mode=True,
+                                    return_indices=True)
+            if x.shape[-2] * x.shape[-1] < 2 ** 31:
+                where = where.to(torch.int32)
+            if relu:
+                y = y.relu_()
         ctx.save_for_backward(where, y if relu else None)
         ctx.args = kernel, stride, pad
         ctx.input_layout = x.shape, x.stride()
         return y
 
     @staticmethod
+    def native_takes(x: torch.Tensor) -> bool:
+        return (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                and x.shape[-2] * x.shape[-1] < 2 ** 31 and native.usable(x))
+
+    @staticmethod
     def backward(ctx, g):
         where, y = ctx.saved_tensors
         kernel, stride, pad = ctx.args
+        shape, strides = ctx.input_layout
+        if ctx.native:
+            g = g.contiguous(memory_format=torch.channels_last)
+            relu_out = y if y is not None else g.new_empty(0)
+            dx = native.kernels().max_pool_backward(g, where, relu_out, *shape[-2:])
+            return dx, None, None, None, None, None
         if y is not None:
             g = torch.ops.aten.threshold_backward(g, y, 0)
-        shape, strides = ctx.input_layout
         like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
         dx = torch.ops.aten.max_pool2d_with_indices_backward(
             g, like, kernel, stride, pad, (1, 1), True, where.long())
-        return dx, None, None, None, None
+        return dx, None, None, None, None, None
 
 
 class LRN(CaffeLayer):
@@ -253,6 +277,7 @@ class LRN(CaffeLayer):
                                f"(is {p.local_size}), as in Caffe; fix the prototxt")
         self.size, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.across = p.norm_region == 0
+        self.native = True  # the compiled CPU kernels where they can take the blob
 
     def band(self, channels: int, like: torch.Tensor) -> torch.Tensor:
         """C x C band matrix summing each channel's window, times alpha / size: the channel
@@ -268,7 +293,11 @@ class LRN(CaffeLayer):
             # better, whatever autocast does around the layer.
             wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
             with autocast_or_off(x.device.type, None):
-                y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), self.k, self.beta)
+                if self.native and native.usable(wide):
+                    y = _NativeLRN.apply(wide, self.size, self.alpha, self.k, self.beta)
+                else:
+                    y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), self.k,
+                                         self.beta)
             return (y.to(x.dtype),)
         pad = (self.size - 1) // 2
         avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
@@ -336,6 +365,27 @@ class _LRNAcross(torch.autograd.Function):
         t = _window_sum((g * y).div_(s), band)
         dx = _negative_power(s, ctx.beta).mul_(g).addcmul_(v, t, value=-2.0 * ctx.beta)
         return _unrows(dx, ctx.shape), None, None, None
+
+
+class _NativeLRN(torch.autograd.Function):
+    """_LRNAcross by the compiled CPU kernels (native.py): the same formulas, each pass
+    over a pixel's channels done once. It keeps p = s^-beta and q = y / s where
+    _LRNAcross keeps s and y, so its backward has no roots or divisions (y is kept alive
+    by the next layer in any case)."""
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, k, beta):
+        v = _rows(x)
+        y, p, q = native.kernels().lrn_forward(v, size, alpha, k, beta)
+        ctx.save_for_backward(v, p, q)
+        ctx.args, ctx.shape = (size, alpha, beta), x.shape
+        return _unrows(y, x.shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        v, p, q = ctx.saved_tensors
+        dx = native.kernels().lrn_backward(_rows(g), v, p, q, *ctx.args)
+        return _unrows(dx, ctx.shape), None, None, None, None
 
 
 class Concat(CaffeLayer):

@@ -1,0 +1,207 @@
+// CPU kernels for the two layers that eager PyTorch runs as many passes over memory:
+// max pooling (its backward runs on one core for one image) and the cross-channel LRN
+// (eight elementwise passes and two GEMMs). Built by dreamer/caffe/native.py; each result
+// equals the PyTorch path in dreamer/caffe/layers.py (pooling bit for bit, the LRN to
+// float rounding). Tensors are float32, 4-D ones channels_last: every pixel's channels
+// lie side by side, so each loop below reads a pixel's channels as one contiguous row.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+void check_float(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat, name,
+              " must be a float32 CPU tensor");
+}
+
+void check_image(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast), name,
+              " must be 4-D channels_last");
+}
+
+void check_rows(const torch::Tensor& t, const char* name) {
+  check_float(t, name);
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), name, " must be contiguous (pixels, C) rows");
+}
+
+// out[i] = sum of in[i - h .. i + h] (zero beyond the ends), for one row of C channels.
+// `padded` holds the row with h zeros on each side; two plain loops so they vectorise.
+void window_sum(const std::vector<float>& padded, int64_t C, int64_t n, float* out) {
+  std::fill(out, out + C, 0.0f);
+  for (int64_t j = 0; j < n; j++) {
+    const float* src = padded.data() + j;
+    for (int64_t i = 0; i < C; i++) out[i] += src[i];
+  }
+}
+
+}  // namespace
+
+// Max pooling in Caffe's (and PyTorch's) ceil mode, windows clipped to the image; the first
+// maximum in row-major order wins and NaN propagates, as in PyTorch's CPU kernel. Returns
+// the pooled blob (ReLU applied when `relu`) and each maximum's position h * W + w, int32.
+std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int64_t out_w,
+                                            int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                            int64_t ph, int64_t pw, bool relu) {
+  check_float(x, "x");
+  check_image(x, "x");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(H * W < (int64_t(1) << 31), "image too large for int32 positions");
+  const auto layout = x.options().memory_format(at::MemoryFormat::ChannelsLast);
+  auto y = torch::empty({N, C, out_h, out_w}, layout);
+  auto where = torch::empty({N, C, out_h, out_w}, layout.dtype(torch::kInt));
+  const float* xp = x.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  int32_t* wp = where.data_ptr<int32_t>();
+  at::parallel_for(0, N * out_h * out_w, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; o++) {
+      const int64_t img = o / (out_h * out_w), oh = o / out_w % out_h, ow = o % out_w;
+      const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, H);
+      const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, W);
+      const float* plane = xp + img * H * W * C;
+      float* yr = yp + o * C;
+      int32_t* wr = wp + o * C;
+      const float* first = plane + (h0 * W + w0) * C;
+      for (int64_t c = 0; c < C; c++) {
+        yr[c] = first[c];
+        wr[c] = int32_t(h0 * W + w0);
+      }
+      for (int64_t h = h0; h < h1; h++) {
+        for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {
+          const float* xr = plane + (h * W + w) * C;
+          const int32_t pos = int32_t(h * W + w);
+          for (int64_t c = 0; c < C; c++) {
+            const bool take = xr[c] > yr[c] || std::isnan(xr[c]);
+            yr[c] = take ? xr[c] : yr[c];
+            wr[c] = take ? pos : wr[c];
+          }
+        }
+      }
+      if (relu) {
+        for (int64_t c = 0; c < C; c++) yr[c] = (yr[c] > 0.0f || std::isnan(yr[c])) ? yr[c] : 0.0f;
+      }
+    }
+  });
+  return {y, where};
+}
+
+// The gradient of max_pool_forward: each output's gradient goes to its maximum's position
+// (summed where windows overlap). With the pooled blob `y` of a fused ReLU (else an empty
+// tensor), gradients where y <= 0 are dropped first. Parallel over channels, so no two
+// threads ever add into the same element.
+torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Tensor y,
+                                int64_t H, int64_t W) {
+  check_float(g, "g");
+  check_image(g, "g");
+  check_image(where, "where");
+  TORCH_CHECK(where.scalar_type() == torch::kInt && where.sizes() == g.sizes(),
+              "where must be int32 and shaped like g");
+  const bool relu = y.numel() > 0;
+  if (relu) {
+    check_float(y, "y");
+    check_image(y, "y");
+    TORCH_CHECK(y.sizes() == g.sizes(), "y must be shaped like g");
+  }
+  const int64_t N = g.size(0), C = g.size(1), plane_out = g.size(2) * g.size(3);
+  // (torch::zeros would ignore the memory format)
+  auto dx = torch::empty({N, C, H, W}, g.options().memory_format(at::MemoryFormat::ChannelsLast));
+  dx.zero_();
+  const float* gp = g.data_ptr<float>();
+  const int32_t* wp = where.data_ptr<int32_t>();
+  const float* yp = relu ? y.data_ptr<float>() : nullptr;
+  float* dp = dx.data_ptr<float>();
+  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t img = 0; img < N; img++) {
+      float* plane = dp + img * H * W * C;
+      for (int64_t o = img * plane_out; o < (img + 1) * plane_out; o++) {
+        const float* gr = gp + o * C;
+        const int32_t* wr = wp + o * C;
+        const float* yr = relu ? yp + o * C : nullptr;
+        for (int64_t c = c0; c < c1; c++) {
+          if (relu && yr[c] <= 0.0f) continue;  // NaN passes, as in threshold_backward
+          plane[int64_t(wr[c]) * C + c] += gr[c];
+        }
+      }
+    }
+  });
+  return dx;
+}
+
+// Caffe's ACROSS_CHANNELS LRN on (pixels, C) rows: s = k + alpha/n * (sum of x^2 over
+// each channel's window of n), y = x * s^-beta. Returns y, and for the backward
+// p = s^-beta and q = y / s: with them the backward needs no root and no division.
+std::vector<torch::Tensor> lrn_forward(torch::Tensor v, int64_t n, double alpha, double k,
+                                       double beta) {
+  check_rows(v, "v");
+  TORCH_CHECK(n % 2 == 1, "LRN local_size must be odd");
+  auto y = torch::empty_like(v), p = torch::empty_like(v), q = torch::empty_like(v);
+  const int64_t P = v.size(0), C = v.size(1), h = (n - 1) / 2;
+  const float scale = float(alpha) / float(n), kf = float(k), bf = float(beta);
+  const float* xp = v.data_ptr<float>();
+  float *yp = y.data_ptr<float>(), *pp = p.data_ptr<float>(), *qp = q.data_ptr<float>();
+  at::parallel_for(0, P, 64, [&](int64_t begin, int64_t end) {
+    std::vector<float> squares(C + 2 * h, 0.0f), sums(C);
+    for (int64_t r = begin; r < end; r++) {
+      const float* xr = xp + r * C;
+      float *yr = yp + r * C, *pr = pp + r * C, *qr = qp + r * C;
+      for (int64_t i = 0; i < C; i++) squares[i + h] = xr[i] * xr[i];
+      window_sum(squares, C, n, sums.data());
+      for (int64_t i = 0; i < C; i++) sums[i] = kf + scale * sums[i];
+      if (bf == 0.75f) {  // (AlexNet's, GoogLeNet's) s^-0.75 = r^1.5 and 1/s = r^2, r = 1/sqrt(s)
+        for (int64_t i = 0; i < C; i++) {
+          const float r = 1.0f / std::sqrt(sums[i]);
+          pr[i] = r * std::sqrt(r);
+          yr[i] = xr[i] * pr[i];
+          qr[i] = yr[i] * r * r;
+        }
+      } else {
+        for (int64_t i = 0; i < C; i++) {
+          pr[i] = std::pow(sums[i], -bf);
+          yr[i] = xr[i] * pr[i];
+          qr[i] = yr[i] / sums[i];
+        }
+      }
+    }
+  });
+  return {y, p, q};
+}
+
+// Caffe's closed-form LRN backward:
+// dx_i = g_i p_i - 2 beta alpha/n x_i * (sum over i's window of g_j q_j).
+torch::Tensor lrn_backward(torch::Tensor g, torch::Tensor v, torch::Tensor p, torch::Tensor q,
+                           int64_t n, double alpha, double beta) {
+  for (const auto& [t, name] : {std::pair{g, "g"}, {v, "v"}, {p, "p"}, {q, "q"}}) {
+    check_rows(t, name);
+    TORCH_CHECK(t.sizes() == v.sizes(), name, " must be shaped like v");
+  }
+  auto dx = torch::empty_like(v);
+  const int64_t P = v.size(0), C = v.size(1), h = (n - 1) / 2;
+  const float factor = -2.0f * float(beta) * float(alpha) / float(n);
+  const float *gp = g.data_ptr<float>(), *xp = v.data_ptr<float>();
+  const float *pp = p.data_ptr<float>(), *qp = q.data_ptr<float>();
+  float* dp = dx.data_ptr<float>();
+  at::parallel_for(0, P, 64, [&](int64_t begin, int64_t end) {
+    std::vector<float> weighted(C + 2 * h, 0.0f), sums(C);
+    for (int64_t r = begin; r < end; r++) {
+      const float *gr = gp + r * C, *xr = xp + r * C, *pr = pp + r * C, *qr = qp + r * C;
+      float* dr = dp + r * C;
+      for (int64_t i = 0; i < C; i++) weighted[i + h] = gr[i] * qr[i];
+      window_sum(weighted, C, n, sums.data());
+      for (int64_t i = 0; i < C; i++) dr[i] = gr[i] * pr[i] + factor * xr[i] * sums[i];
+    }
+  });
+  return dx;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  // The GIL is released: the frame reader and writer threads run meanwhile.
+  const auto nogil = pybind11::call_guard<pybind11::gil_scoped_release>();
+  m.def("max_pool_forward", &max_pool_forward, nogil);
+  m.def("max_pool_backward", &max_pool_backward, nogil);
+  m.def("lrn_forward", &lrn_forward, nogil);
+  m.def("lrn_backward", &lrn_backward, nogil);
+}

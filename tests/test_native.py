@@ -1,0 +1,166 @@
+"""The compiled CPU kernels (dreamer/caffe/native.py, kernels.cpp) against the PyTorch
+path they replace, and the fallback when they cannot be built."""
+import logging
+import math
+
+import pytest
+import torch
+
+from dreamer.caffe import layers, native
+from dreamer.caffe.layers import _LRNAcross, _MaxPool, _NativeLRN
+from dreamer.caffe.net import load_net
+from tests.tiny_caffe import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    k = native.kernels()
+    if k is None:
+        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
+    return k
+
+
+def _pool_both_ways(x, kernel, stride, pad, relu):
+    """Blob, int32 positions and gradient from the kernels and from PyTorch's pool."""
+    out = []
+    for use_native in (True, False):
+        xx = x.clone().requires_grad_(True)
+        y = _MaxPool.apply(xx, kernel, stride, pad, relu, use_native)
+        weights = torch.arange(y.numel(), dtype=y.dtype).view(y.shape) % 7 - 3
+        (g,) = torch.autograd.grad(y, xx, weights)
+        out.append((y, g))
+    return out
+
+
+@pytest.mark.parametrize("kernel, stride, pad", [
+    ((3, 3), (2, 2), (0, 0)),  # GoogLeNet's pool1-4
+    ((3, 3), (1, 1), (1, 1)),  # its inception pools
+    ((2, 2), (2, 2), (0, 0)),
+    ((3, 2), (2, 1), (1, 0)),  # not square, ceil mode leaves a part window
+    ((1, 1), (1, 1), (0, 0)),
+])
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool_kernel_equals_pytorch_bit_for_bit(kernels, kernel, stride, pad, relu):
+    # whole numbers: ties everywhere (the first maximum must win), with -inf and NaN
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(-2, 3, (2, 7, 9, 11), generator=gen).float()
+    x[0, 1, 2, 3], x[1, 2, 4, 4], x[0, 3, 0, 0] = math.nan, -math.inf, math.nan
+    x = x.contiguous(memory_format=torch.channels_last)
+    (ya, ga), (yb, gb) = _pool_both_ways(x, kernel, stride, pad, relu)
+    assert ya.shape == yb.shape and ya.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(ya.nan_to_num(7.5), yb.nan_to_num(7.5))
+    assert torch.equal(ga, gb)
+    assert (ga != 0).any()
+
+
+def test_max_pool_kernel_takes_only_channels_last_float32_cpu(kernels):
+    x = torch.randn(1, 3, 6, 6)
+    assert not _MaxPool.native_takes(x)  # NCHW: PyTorch's pool
+    assert _MaxPool.native_takes(x.contiguous(memory_format=torch.channels_last))
+    assert not _MaxPool.native_takes(x.double().contiguous(memory_format=torch.channels_last))
+
+
+def _plain_lrn(x, size, alpha, k, beta):
+    """Caffe's formula, written out in float64."""
+    sq = torch.nn.functional.pad((x * x).movedim(1, -1), ((size - 1) // 2,) * 2)
+    window = sum(sq[..., j:j + x.shape[1]] for j in range(size)).movedim(-1, 1)
+    return x * (k + alpha / size * window) ** -beta
+
+
+@pytest.mark.parametrize("channels, size", [(1, 5), (3, 5), (70, 5), (8, 1), (9, 3)])
+@pytest.mark.parametrize("beta, k", [(0.75, 1.0), (0.6, 2.0)])
+def test_lrn_kernel_matches_caffe_formula_and_its_gradient(kernels, channels, size, beta, k):
+    gen = torch.Generator().manual_seed(channels)
+    x = (torch.randn(1, channels, 5, 6, generator=gen, dtype=torch.float64) * 30)
+    x = x.contiguous(memory_format=torch.channels_last)
+    alpha = 1e-3
+    xd = x.clone().requires_grad_(True)
+    want = _plain_lrn(xd, size, alpha, k, beta)
+    gy = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    (want_g,) = torch.autograd.grad(want, xd, gy)
+
+    xf = x.float().requires_grad_(True)
+    got = _NativeLRN.apply(xf, size, alpha, k, beta)
+    (got_g,) = torch.autograd.grad(got, xf, gy.float())
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.double(), want, rtol=2e-6, atol=1e-5)
+    torch.testing.assert_close(got_g.double(), want_g, rtol=2e-5, atol=1e-5)
+
+
+def test_lrn_kernel_agrees_with_the_pytorch_path(kernels):
+    x = (torch.randn(1, 192, 12, 17) * 40).contiguous(memory_format=torch.channels_last)
+    idx = torch.arange(192)
+    band = ((idx[:, None] - idx[None, :]).abs() <= 2).float() * (1e-4 / 5)
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = _NativeLRN.apply(a, 5, 1e-4, 1.0, 0.75), _LRNAcross.apply(b, band, 1.0, 0.75)
+    g = torch.randn(ya.shape)
+    torch.testing.assert_close(ya, yb, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(torch.autograd.grad(ya, a, g)[0],
+                               torch.autograd.grad(yb, b, g)[0], rtol=1e-5, atol=1e-5)
+
+
+def _blobs_and_gradient(net, x, end):
+    blobs = {}
+    hooks = [layer.register_forward_hook(
+        lambda m, i, o, name=layer.name: blobs.__setitem__(name, o[0].detach().clone()))
+        for layer in net.layers]
+    xx = x.clone().requires_grad_(True)
+    acts = net(xx, end=end)
+    (g,) = torch.autograd.grad(acts, xx, acts.detach())
+    for h in hooks:
+        h.remove()
+    return blobs, g
+
+
+def test_whole_net_is_the_same_with_and_without_the_kernels(kernels, tiny, monkeypatch):
+    net = load_net(*tiny)
+    x = torch.randn(1, 3, 45, 61, generator=torch.Generator().manual_seed(2)) * 50
+    with_kernels = _blobs_and_gradient(net, x, "inception_4c/output")
+    monkeypatch.setenv("DREAMER_NATIVE", "0")
+    without = _blobs_and_gradient(net, x, "inception_4c/output")
+    for name, blob in with_kernels[0].items():
+        torch.testing.assert_close(blob, without[0][name], rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(with_kernels[1], without[1], rtol=1e-4, atol=1e-4)
+
+
+def test_dreamer_native_0_turns_them_off(monkeypatch):
+    monkeypatch.setenv("DREAMER_NATIVE", "0")
+    assert native.kernels() is None
+    assert not native.usable(torch.zeros(2))
+
+
+def test_a_failed_build_falls_back_with_one_note(monkeypatch, caplog):
+    from torch.utils import cpp_extension
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error building extension:\nkernels.cpp:1: error: boom\n")
+
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "_missing_tool", lambda: None)
+    monkeypatch.setattr(cpp_extension, "load", broken)
+    with caplog.at_level(logging.INFO, logger="dreamer"):
+        assert native.kernels() is None
+        assert native.kernels() is None  # tried once, not at every layer
+    notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(notes) == 1 and "error: boom" in notes[0] and "DREAMER_NATIVE=0" in notes[0]
+    # the layers then take PyTorch's path
+    x = torch.randn(1, 4, 7, 7).contiguous(memory_format=torch.channels_last)
+    assert not _MaxPool.native_takes(x)
+
+
+def test_a_missing_compiler_is_named(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert "no-such-compiler-here" in native._missing_tool()
+
+
+def test_reference_net_of_the_benchmark_uses_pytorch_pools_and_lrn(tiny):
+    from dreamer import bench
+
+    net = bench.reference_net(*tiny, torch.device("cpu"))
+    kinds = [layer for layer in net.layers if isinstance(layer, (layers.Pooling, layers.LRN))]
+    assert kinds and not any(layer.native for layer in kinds)
