@@ -89,12 +89,15 @@ std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int6
   return {y, where};
 }
 
-// The gradient of max_pool_forward: each output's gradient goes to its maximum's position
-// (summed where windows overlap). With the pooled blob `y` of a fused ReLU (else an empty
-// tensor), gradients where y <= 0 are dropped first. Parallel over channels, so no two
-// threads ever add into the same element.
+// The gradient of max_pool_forward: each output's gradient goes to its maximum's position,
+// summed where windows overlap. With the pooled blob `y` of a fused ReLU (else an empty
+// tensor), gradients where y <= 0 are dropped first. Each input pixel gathers from the
+// few outputs whose windows hold it, in output order (the order PyTorch's scatter adds
+// in, so the sums are the same to the bit): every dx row is written once, by one thread,
+// with no zeroing pass before.
 torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Tensor y,
-                                int64_t H, int64_t W) {
+                                int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,
+                                int64_t sw, int64_t ph, int64_t pw) {
   check_float(g, "g");
   check_image(g, "g");
   check_image(where, "where");
@@ -106,24 +109,37 @@ torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Ten
     check_image(y, "y");
     TORCH_CHECK(y.sizes() == g.sizes(), "y must be shaped like g");
   }
-  const int64_t N = g.size(0), C = g.size(1), plane_out = g.size(2) * g.size(3);
-  // (torch::zeros would ignore the memory format)
+  const int64_t N = g.size(0), C = g.size(1), Ho = g.size(2), Wo = g.size(3);
   auto dx = torch::empty({N, C, H, W}, g.options().memory_format(at::MemoryFormat::ChannelsLast));
-  dx.zero_();
   const float* gp = g.data_ptr<float>();
   const int32_t* wp = where.data_ptr<int32_t>();
   const float* yp = relu ? y.data_ptr<float>() : nullptr;
   float* dp = dx.data_ptr<float>();
-  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
-    for (int64_t img = 0; img < N; img++) {
-      float* plane = dp + img * H * W * C;
-      for (int64_t o = img * plane_out; o < (img + 1) * plane_out; o++) {
-        const float* gr = gp + o * C;
-        const int32_t* wr = wp + o * C;
-        const float* yr = relu ? yp + o * C : nullptr;
-        for (int64_t c = c0; c < c1; c++) {
-          if (relu && yr[c] <= 0.0f) continue;  // NaN passes, as in threshold_backward
-          plane[int64_t(wr[c]) * C + c] += gr[c];
+  // outputs o with o * stride - pad <= i < o * stride - pad + kernel, within [0, out)
+  auto first_out = [](int64_t i, int64_t k, int64_t s, int64_t p) {
+    const int64_t lo = i + p - k + 1;
+    return lo <= 0 ? int64_t(0) : (lo + s - 1) / s;
+  };
+  at::parallel_for(0, N * H * W, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t px = begin; px < end; px++) {
+      const int64_t img = px / (H * W), h = px / W % H, w = px % W;
+      const int32_t pos = int32_t(h * W + w);
+      float* dr = dp + px * C;
+      std::fill(dr, dr + C, 0.0f);
+      const int64_t oh1 = std::min(Ho - 1, (h + ph) / sh), ow1 = std::min(Wo - 1, (w + pw) / sw);
+      for (int64_t oh = first_out(h, kh, sh, ph); oh <= oh1; oh++) {
+        for (int64_t ow = first_out(w, kw, sw, pw); ow <= ow1; ow++) {
+          const int64_t o = (img * Ho + oh) * Wo + ow;
+          const float* gr = gp + o * C;
+          const int32_t* wr = wp + o * C;
+          if (relu) {
+            const float* yr = yp + o * C;
+            // y <= 0 drops the gradient; NaN keeps it, as in threshold_backward
+            for (int64_t c = 0; c < C; c++)
+              dr[c] += (wr[c] == pos && !(yr[c] <= 0.0f)) ? gr[c] : 0.0f;
+          } else {
+            for (int64_t c = 0; c < C; c++) dr[c] += wr[c] == pos ? gr[c] : 0.0f;
+          }
         }
       }
     }

@@ -258,7 +258,8 @@ class _MaxPool(torch.autograd.Function):
         if ctx.native:
             g = g.contiguous(memory_format=torch.channels_last)
             relu_out = y if y is not None else g.new_empty(0)
-            dx = native.kernels().max_pool_backward(g, where, relu_out, *shape[-2:])
+            dx = native.kernels().max_pool_backward(g, where, relu_out, *shape[-2:], *kernel,
+                                                    *stride, *pad)
             return dx, None, None, None, None, None
         if y is not None:
             g = torch.ops.aten.threshold_backward(g, y, 0)
