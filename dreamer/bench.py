@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamer import models, schedule, threads, transforms
+from dreamer.caffe import native
 from dreamer.caffe.layers import LRN, Convolution, InnerProduct, Pooling
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.device import CompiledNet, pick_device
@@ -277,7 +278,10 @@ def describe_device(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs"
+    # (builds the kernels now, if this is their first use, not inside a timed frame)
+    kernels = "compiled" if native.kernels() is not None else "PyTorch's (none compiled)"
+    return (f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs; "
+            f"pooling and LRN kernels: {kernels}")
 
 
 def make_runner(net: CaffeNet, args):

@@ -2,6 +2,7 @@
 path they replace, and the fallback when they cannot be built."""
 import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +142,26 @@ def test_a_failed_build_falls_back_with_one_note(monkeypatch, caplog):
     # the layers then take PyTorch's path
     x = torch.randn(1, 4, 7, 7).contiguous(memory_format=torch.channels_last)
     assert not _MaxPool.native_takes(x)
+
+
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    seen = {}
+
+    def fake_load(name, sources, build_directory, **kwargs):
+        seen["stale lock"] = (Path(build_directory) / "lock").exists()
+        return "module"
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    folder = tmp_path / native._module_name()
+    folder.mkdir()
+    (folder / "lock").write_text("")  # what PyTorch's builder leaves when killed with -9
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "_missing_tool", lambda: None)
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    assert native.kernels() == "module"
+    assert seen == {"stale lock": False}
 
 
 def test_a_missing_compiler_is_named(monkeypatch):
