@@ -59,6 +59,14 @@ def test_max_pool_kernel_equals_pytorch_bit_for_bit(kernels, kernel, stride, pad
     assert (ga != 0).any()
 
 
+def test_max_pool_kernel_refuses_windows_outside_the_image(kernels):
+    x = torch.zeros(1, 2, 5, 5).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="pad at most half"):
+        kernels.max_pool_forward(x, 4, 4, 2, 2, 2, 2, 2, 2, False)
+    with pytest.raises(RuntimeError, match="larger than the image"):
+        kernels.max_pool_forward(x, 9, 3, 3, 3, 2, 2, 0, 0, False)
+
+
 def test_max_pool_kernel_takes_only_channels_last_float32_cpu(kernels):
     x = torch.randn(1, 3, 6, 6)
     assert not _MaxPool.native_takes(x)  # NCHW: PyTorch's pool

@@ -51,6 +51,11 @@ std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int6
   check_image(x, "x");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   TORCH_CHECK(H * W < (int64_t(1) << 31), "image too large for int32 positions");
+  // as PyTorch's pool requires: every window holds at least one pixel of the image
+  TORCH_CHECK(kh > 0 && kw > 0 && sh > 0 && sw > 0 && 2 * ph <= kh && 2 * pw <= kw,
+              "pool windows must be non-empty, with pad at most half the kernel");
+  TORCH_CHECK(out_h > 0 && out_w > 0 && (out_h - 1) * sh - ph < H && (out_w - 1) * sw - pw < W,
+              "pooled size larger than the image allows");
   const auto layout = x.options().memory_format(at::MemoryFormat::ChannelsLast);
   auto y = torch::empty({N, C, out_h, out_w}, layout);
   auto where = torch::empty({N, C, out_h, out_w}, layout.dtype(torch::kInt));
