@@ -87,7 +87,8 @@ std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int6
         }
       }
       if (relu) {
-        for (int64_t c = 0; c < C; c++) yr[c] = (yr[c] > 0.0f || std::isnan(yr[c])) ? yr[c] : 0.0f;
+        // as PyTorch's relu: keeps NaN and -0.0
+        for (int64_t c = 0; c < C; c++) yr[c] = yr[c] < 0.0f ? 0.0f : yr[c];
       }
     }
   });
@@ -114,6 +115,8 @@ torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Ten
     check_image(y, "y");
     TORCH_CHECK(y.sizes() == g.sizes(), "y must be shaped like g");
   }
+  TORCH_CHECK(kh > 0 && kw > 0 && sh > 0 && sw > 0 && ph >= 0 && pw >= 0 && H > 0 && W > 0,
+              "pool kernel, stride, pad and image size must be positive");
   const int64_t N = g.size(0), C = g.size(1), Ho = g.size(2), Wo = g.size(3);
   auto dx = torch::empty({N, C, H, W}, g.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* gp = g.data_ptr<float>();
@@ -158,7 +161,7 @@ torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Ten
 std::vector<torch::Tensor> lrn_forward(torch::Tensor v, int64_t n, double alpha, double k,
                                        double beta) {
   check_rows(v, "v");
-  TORCH_CHECK(n % 2 == 1, "LRN local_size must be odd");
+  TORCH_CHECK(n > 0 && n % 2 == 1, "LRN local_size must be odd");
   auto y = torch::empty_like(v), p = torch::empty_like(v), q = torch::empty_like(v);
   const int64_t P = v.size(0), C = v.size(1), h = (n - 1) / 2;
   const float scale = float(alpha) / float(n), kf = float(k), bf = float(beta);
@@ -199,6 +202,7 @@ torch::Tensor lrn_backward(torch::Tensor g, torch::Tensor v, torch::Tensor p, to
     check_rows(t, name);
     TORCH_CHECK(t.sizes() == v.sizes(), name, " must be shaped like v");
   }
+  TORCH_CHECK(n > 0 && n % 2 == 1, "LRN local_size must be odd");
   auto dx = torch::empty_like(v);
   const int64_t P = v.size(0), C = v.size(1), h = (n - 1) / 2;
   const float factor = -2.0f * float(beta) * float(alpha) / float(n);

@@ -187,10 +187,10 @@ class Pooling(CaffeLayer):
         sizes = x.shape[-2:]
         out = [caffe_pool_size(n, k, s, p, self.ceil)
                for n, k, s, p in zip(sizes, self.kernel, self.stride, self.pad)]
-        native = all(
+        torch_geometry = all(
             o == _torch_pool_size(n, k, s, p) and 2 * p <= k
             for o, n, k, s, p in zip(out, sizes, self.kernel, self.stride, self.pad))
-        if native:
+        if torch_geometry:  # PyTorch's pool gives Caffe's output size
             if self.max:
                 return (_MaxPool.apply(x, self.kernel, self.stride, self.pad,
                                       self.fused_relu, self.native),)

@@ -57,20 +57,64 @@ def _build():
             root = (os.environ.get("TORCH_EXTENSIONS_DIR")
                     or cpp_extension.get_default_build_root())
             folder = Path(root) / name
+            built = _import_complete(name, folder / f"{name}.so")
+            if built is not None:
+                return built
+            # (a warning, so that it shows whatever logging the caller set up: the first
+            # frame would otherwise stall without a word)
+            log.warning("note: compiling the CPU kernels for pooling and LRN (once per "
+                        "machine, about 20 s)")
             folder.mkdir(parents=True, exist_ok=True)
-            if not (folder / f"{name}.so").exists():
-                log.info("note: compiling the CPU kernels for pooling and LRN (once per "
-                         "machine, about 20 s)")
             with _build_lock(folder):
-                return cpp_extension.load(name, [str(SOURCE)], build_directory=str(folder),
-                                          verbose=False, extra_cflags=CFLAGS,
-                                          extra_ldflags=["-fopenmp"])
+                module = cpp_extension.load(name, [str(SOURCE)], build_directory=str(folder),
+                                            verbose=False, extra_cflags=CFLAGS,
+                                            extra_ldflags=["-fopenmp"])
+                _mark_complete(folder / f"{name}.so")
+                return module
         except Exception as e:  # compiler errors, unwritable cache: fall back, never stop
             lines = [line for line in str(e).splitlines() if line.strip()]
             problem = f"the build failed ({lines[-1] if lines else type(e).__name__})"
     log.warning(f"note: {problem}; pooling and LRN run on PyTorch's slower path. "
                 "Set DREAMER_NATIVE=0 to skip the build and this note")
     return None
+
+
+def _import_complete(name: str, path: Path):
+    """The module built before, imported as is (no lock, no ninja: a read-only cache works
+    too), if its fingerprint says the build finished. A build killed while linking leaves
+    a cut-off file, and loading one can kill the process (SIGBUS), not raise: such a file,
+    or one without a fingerprint, goes to PyTorch's builder, which relinks it."""
+    try:
+        if _fingerprint(path) != _marker(path).read_text().strip():
+            return None
+    except OSError:
+        return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except ImportError:
+        return None
+
+
+def _mark_complete(path: Path) -> None:
+    """Writes the fingerprint of a finished build beside it (skipped where the cache is
+    read-only: the next run then asks the builder again, which is only slower)."""
+    with contextlib.suppress(OSError):
+        part = path.with_name(path.name + ".part")
+        part.write_text(_fingerprint(path))
+        os.replace(part, _marker(path))
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".sha1")
+
+
+def _fingerprint(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
