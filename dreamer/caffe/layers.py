@@ -192,7 +192,7 @@ class Pooling(CaffeLayer):
             for o, n, k, s, p in zip(out, sizes, self.kernel, self.stride, self.pad))
         if torch_geometry:  # PyTorch's pool gives Caffe's output size
             if self.max:
-                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad,
+                return (_MaxPool.apply(x, self.kernel, self.stride, self.pad, out,
                                       self.fused_relu, self.native),)
             return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
                                  count_include_pad=True),)
@@ -207,8 +207,8 @@ class Pooling(CaffeLayer):
         fill = -math.inf if self.max else 0.0
         padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
         if self.max:
-            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), self.fused_relu,
-                                  self.native)
+            return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), out,
+                                  self.fused_relu, self.native)
         sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
         # Caffe divides by the window clipped to the padded image, not the overhang.
         rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
@@ -227,11 +227,10 @@ class _MaxPool(torch.autograd.Function):
     the same blob, positions and gradient, bit for bit."""
 
     @staticmethod
-    def forward(ctx, x, kernel, stride, pad, relu=False, use_native=False):
+    def forward(ctx, x, kernel, stride, pad, out, relu=False, use_native=False):
+        # out: the pooled size, which PyTorch's ceil mode gives for these arguments
         ctx.native = use_native and _MaxPool.native_takes(x)
         if ctx.native:
-            out = [_torch_pool_size(n, k, s, p)
-                   for n, k, s, p in zip(x.shape[-2:], kernel, stride, pad)]
             y, where = native.kernels().max_pool_forward(x, *out, *kernel, *stride, *pad, relu)
         else:
             y, where = F.max_pool2d(x, kernel, stride, pad, ceil_mode=True,
@@ -260,13 +259,13 @@ class _MaxPool(torch.autograd.Function):
             relu_out = y if y is not None else g.new_empty(0)
             dx = native.kernels().max_pool_backward(g, where, relu_out, *shape[-2:], *kernel,
                                                     *stride, *pad)
-            return dx, None, None, None, None, None
+            return dx, None, None, None, None, None, None
         if y is not None:
             g = torch.ops.aten.threshold_backward(g, y, 0)
         like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
         dx = torch.ops.aten.max_pool2d_with_indices_backward(
             g, like, kernel, stride, pad, (1, 1), True, where.long())
-        return dx, None, None, None, None, None
+        return dx, None, None, None, None, None, None
 
 
 class LRN(CaffeLayer):

@@ -49,17 +49,17 @@ def usable(x: torch.Tensor) -> bool:
 
 
 def _build():
-    problem = _missing_tool()
-    if problem is None:
-        from torch.utils import cpp_extension
-        try:
-            name = _module_name()
-            root = (os.environ.get("TORCH_EXTENSIONS_DIR")
-                    or cpp_extension.get_default_build_root())
-            folder = Path(root) / name
-            built = _import_complete(name, folder / f"{name}.so")
-            if built is not None:
-                return built
+    """A finished build if there is one (no compiler needed then), else a new one."""
+    from torch.utils import cpp_extension
+    try:
+        name = _module_name()
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+        folder = Path(root) / name
+        module = _import_complete(name, folder / f"{name}.so")
+        if module is not None:
+            return module
+        problem = _missing_tool()
+        if problem is None:
             # (a warning, so that it shows whatever logging the caller set up: the first
             # frame would otherwise stall without a word)
             log.warning("note: compiling the CPU kernels for pooling and LRN (once per "
@@ -71,9 +71,9 @@ def _build():
                                             extra_ldflags=["-fopenmp"])
                 _mark_complete(folder / f"{name}.so")
                 return module
-        except Exception as e:  # compiler errors, unwritable cache: fall back, never stop
-            lines = [line for line in str(e).splitlines() if line.strip()]
-            problem = f"the build failed ({lines[-1] if lines else type(e).__name__})"
+    except Exception as e:  # compiler errors, unwritable cache: fall back, never stop
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        problem = f"the build failed ({lines[-1] if lines else type(e).__name__})"
     log.warning(f"note: {problem}; pooling and LRN run on PyTorch's slower path. "
                 "Set DREAMER_NATIVE=0 to skip the build and this note")
     return None
