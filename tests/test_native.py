@@ -206,6 +206,25 @@ def test_a_build_made_before_is_imported_as_is_and_a_cut_off_one_is_rebuilt(
             assert native.kernels() == "rebuilt"
 
 
+def test_a_torch_under_a_path_with_a_space_is_linked_from_that_path(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    seen = {}
+
+    def fake_load(*args, **kwargs):  # the link flags PyTorch's builder would write
+        seen["ldflags"] = cpp_extension._prepare_ldflags([], False, False, False, False)
+        return "module"
+
+    monkeypatch.setattr(cpp_extension, "TORCH_LIB_PATH", "/my projects/venv/torch/lib")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "_missing_tool", lambda: None)
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    assert native.kernels() == "module"
+    assert "-L'/my projects/venv/torch/lib'" in seen["ldflags"]  # one word for the shell
+    assert cpp_extension.TORCH_LIB_PATH == "/my projects/venv/torch/lib"  # put back
+
+
 def test_a_missing_compiler_is_named(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     assert "no-such-compiler-here" in native._missing_tool()

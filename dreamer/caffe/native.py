@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -65,7 +66,7 @@ def _build():
             log.warning("note: compiling the CPU kernels for pooling and LRN (once per "
                         "machine, about 20 s)")
             folder.mkdir(parents=True, exist_ok=True)
-            with _build_lock(folder):
+            with _build_lock(folder), _torch_lib_quoted(cpp_extension):
                 module = cpp_extension.load(name, [str(SOURCE)], build_directory=str(folder),
                                             verbose=False, extra_cflags=CFLAGS,
                                             extra_ldflags=["-fopenmp"])
@@ -131,6 +132,23 @@ def _build_lock(folder: Path):
         fcntl.flock(f, fcntl.LOCK_EX)
         (folder / "lock").unlink(missing_ok=True)
         yield
+
+
+@contextlib.contextmanager
+def _torch_lib_quoted(cpp_extension):
+    """PyTorch writes -L<its lib folder> into the build file unquoted (its include folders
+    it quotes), so a torch installed under a path with a space (a venv inside "my
+    projects/") fails to link. Quoted for the shell ninja runs the linker in, while
+    building only."""
+    path = cpp_extension.TORCH_LIB_PATH
+    if not any(c.isspace() for c in path):
+        yield
+        return
+    cpp_extension.TORCH_LIB_PATH = shlex.quote(path)
+    try:
+        yield
+    finally:
+        cpp_extension.TORCH_LIB_PATH = path
 
 
 def _missing_tool() -> str | None:
