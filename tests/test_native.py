@@ -50,11 +50,14 @@ def _pool_both_ways(x, kernel, stride, pad, relu):
     ((1, 1), (1, 1), (0, 0)),
 ])
 @pytest.mark.parametrize("relu", [False, True])
-def test_max_pool_kernel_equals_pytorch_bit_for_bit(kernels, kernel, stride, pad, relu):
+@pytest.mark.parametrize("channels", [7, 83])  # 83: the kernels' blocks of 64, 16 and 1
+def test_max_pool_kernel_equals_pytorch_bit_for_bit(kernels, kernel, stride, pad, relu,
+                                                    channels):
     # whole numbers: ties everywhere (the first maximum must win), with -inf and NaN
     gen = torch.Generator().manual_seed(3)
-    x = torch.randint(-2, 3, (2, 7, 9, 11), generator=gen).float()
+    x = torch.randint(-2, 3, (2, channels, 9, 11), generator=gen).float()
     x[0, 1, 2, 3], x[1, 2, 4, 4], x[0, 3, 0, 0] = math.nan, -math.inf, math.nan
+    x[1, channels - 1, 5, 5], x[0, channels // 2, 1, 1] = math.nan, math.nan
     x[x == 0] *= torch.where(torch.rand(x.shape, generator=gen) < 0.5, -1.0, 1.0)[x == 0]
     x = x.contiguous(memory_format=torch.channels_last)
     (ya, ga), (yb, gb) = _pool_both_ways(x, kernel, stride, pad, relu)

@@ -41,8 +41,48 @@ void window_sum(const std::vector<float>& padded, int64_t C, int64_t n, float* o
 
 }  // namespace
 
-// Max pooling in Caffe's (and PyTorch's) ceil mode, windows clipped to the image; the first
-// maximum in row-major order wins and NaN propagates, as in PyTorch's CPU kernel. Returns
+// One output pixel of max pooling, channels [0, B) of it (pointers offset to the block):
+// the running maximum and its position stay in registers for the whole window. The first
+// maximum in row-major order wins and NaN propagates, as in PyTorch's CPU kernel.
+template <int B, bool Relu>
+inline void pool_pixel(const float* plane, int64_t C, int64_t W, int64_t h0, int64_t h1,
+                       int64_t w0, int64_t w1, float* yr, int32_t* wr) {
+  float best[B];
+  int32_t at[B];
+  const float* first = plane + (h0 * W + w0) * C;
+  for (int c = 0; c < B; c++) {
+    best[c] = first[c];
+    at[c] = int32_t(h0 * W + w0);
+  }
+  for (int64_t h = h0; h < h1; h++) {
+    for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {
+      const float* xr = plane + (h * W + w) * C;
+      const int32_t pos = int32_t(h * W + w);
+      for (int c = 0; c < B; c++) {
+        const bool take = xr[c] > best[c] || xr[c] != xr[c];
+        best[c] = take ? xr[c] : best[c];
+        at[c] = take ? pos : at[c];
+      }
+    }
+  }
+  for (int c = 0; c < B; c++) {
+    yr[c] = Relu && best[c] < 0.0f ? 0.0f : best[c];  // as PyTorch's relu: keeps NaN, -0.0
+    wr[c] = at[c];
+  }
+}
+
+// Blocks of 64 channels (four 16-wide vectors of maxima and four of positions fit the
+// registers), then of 16, then one at a time.
+template <bool Relu>
+void pool_channels(const float* plane, int64_t C, int64_t W, int64_t h0, int64_t h1,
+                   int64_t w0, int64_t w1, float* yr, int32_t* wr) {
+  int64_t c = 0;
+  for (; c + 64 <= C; c += 64) pool_pixel<64, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
+  for (; c + 16 <= C; c += 16) pool_pixel<16, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
+  for (; c < C; c++) pool_pixel<1, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
+}
+
+// Max pooling in Caffe's (and PyTorch's) ceil mode, windows clipped to the image. Returns
 // the pooled blob (ReLU applied when `relu`) and each maximum's position h * W + w, int32.
 std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int64_t out_w,
                                             int64_t kh, int64_t kw, int64_t sh, int64_t sw,
@@ -68,39 +108,61 @@ std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int6
       const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, H);
       const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, W);
       const float* plane = xp + img * H * W * C;
-      float* yr = yp + o * C;
-      int32_t* wr = wp + o * C;
-      const float* first = plane + (h0 * W + w0) * C;
-      for (int64_t c = 0; c < C; c++) {
-        yr[c] = first[c];
-        wr[c] = int32_t(h0 * W + w0);
-      }
-      for (int64_t h = h0; h < h1; h++) {
-        for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; w++) {
-          const float* xr = plane + (h * W + w) * C;
-          const int32_t pos = int32_t(h * W + w);
-          for (int64_t c = 0; c < C; c++) {
-            const bool take = xr[c] > yr[c] || std::isnan(xr[c]);
-            yr[c] = take ? xr[c] : yr[c];
-            wr[c] = take ? pos : wr[c];
-          }
-        }
-      }
-      if (relu) {
-        // as PyTorch's relu: keeps NaN and -0.0
-        for (int64_t c = 0; c < C; c++) yr[c] = yr[c] < 0.0f ? 0.0f : yr[c];
-      }
+      if (relu)
+        pool_channels<true>(plane, C, W, h0, h1, w0, w1, yp + o * C, wp + o * C);
+      else
+        pool_channels<false>(plane, C, W, h0, h1, w0, w1, yp + o * C, wp + o * C);
     }
   });
   return {y, where};
 }
 
+// The geometry of max_pool_backward's gather: input pixel (h, w) of image `img` receives
+// from outputs oh in [oh0, oh1], ow in [ow0, ow1].
+struct Window {
+  int64_t img, oh0, oh1, ow0, ow1;
+  int32_t pos;
+};
+
+// One input pixel's gradient, channels [0, B) (pointers offset to the block): the sum,
+// kept in registers, over the outputs whose maximum it is, in output order (the order
+// PyTorch's scatter adds in, so the sums are the same to the bit). With Relu, gradients
+// where the pooled blob y <= 0 are dropped (NaN keeps it, as in threshold_backward).
+template <int B, bool Relu>
+inline void gather_pixel(const float* gp, const int32_t* wp, const float* yp, int64_t C,
+                         int64_t Ho, int64_t Wo, const Window& win, float* dr) {
+  float acc[B] = {};
+  for (int64_t oh = win.oh0; oh <= win.oh1; oh++) {
+    for (int64_t ow = win.ow0; ow <= win.ow1; ow++) {
+      const int64_t o = ((win.img * Ho + oh) * Wo + ow) * C;
+      for (int c = 0; c < B; c++) {
+        // (& not &&: both loads unconditional, or the loop does not vectorise)
+        bool mine = wp[o + c] == win.pos;
+        if (Relu) mine = mine & !(yp[o + c] <= 0.0f);
+        acc[c] += mine ? gp[o + c] : 0.0f;
+      }
+    }
+  }
+  for (int c = 0; c < B; c++) dr[c] = acc[c];
+}
+
+template <bool Relu>
+void gather_channels(const float* gp, const int32_t* wp, const float* yp, int64_t C, int64_t Ho,
+                     int64_t Wo, const Window& win, float* dr) {
+  int64_t c = 0;
+  const auto y_at = [&](int64_t c) { return Relu ? yp + c : nullptr; };
+  for (; c + 64 <= C; c += 64)
+    gather_pixel<64, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
+  for (; c + 16 <= C; c += 16)
+    gather_pixel<16, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
+  for (; c < C; c++) gather_pixel<1, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
+}
+
 // The gradient of max_pool_forward: each output's gradient goes to its maximum's position,
 // summed where windows overlap. With the pooled blob `y` of a fused ReLU (else an empty
 // tensor), gradients where y <= 0 are dropped first. Each input pixel gathers from the
-// few outputs whose windows hold it, in output order (the order PyTorch's scatter adds
-// in, so the sums are the same to the bit): every dx row is written once, by one thread,
-// with no zeroing pass before.
+// few outputs whose windows hold it: every dx row is written once, by one thread, with no
+// zeroing pass before.
 torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Tensor y,
                                 int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh,
                                 int64_t sw, int64_t ph, int64_t pw) {
@@ -130,26 +192,14 @@ torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Ten
   };
   at::parallel_for(0, N * H * W, 8, [&](int64_t begin, int64_t end) {
     for (int64_t px = begin; px < end; px++) {
-      const int64_t img = px / (H * W), h = px / W % H, w = px % W;
-      const int32_t pos = int32_t(h * W + w);
-      float* dr = dp + px * C;
-      std::fill(dr, dr + C, 0.0f);
-      const int64_t oh1 = std::min(Ho - 1, (h + ph) / sh), ow1 = std::min(Wo - 1, (w + pw) / sw);
-      for (int64_t oh = first_out(h, kh, sh, ph); oh <= oh1; oh++) {
-        for (int64_t ow = first_out(w, kw, sw, pw); ow <= ow1; ow++) {
-          const int64_t o = (img * Ho + oh) * Wo + ow;
-          const float* gr = gp + o * C;
-          const int32_t* wr = wp + o * C;
-          if (relu) {
-            const float* yr = yp + o * C;
-            // y <= 0 drops the gradient; NaN keeps it, as in threshold_backward
-            for (int64_t c = 0; c < C; c++)
-              dr[c] += (wr[c] == pos && !(yr[c] <= 0.0f)) ? gr[c] : 0.0f;
-          } else {
-            for (int64_t c = 0; c < C; c++) dr[c] += wr[c] == pos ? gr[c] : 0.0f;
-          }
-        }
-      }
+      const int64_t h = px / W % H, w = px % W;
+      const Window win{px / (H * W), first_out(h, kh, sh, ph), std::min(Ho - 1, (h + ph) / sh),
+                       first_out(w, kw, sw, pw), std::min(Wo - 1, (w + pw) / sw),
+                       int32_t(h * W + w)};
+      if (relu)
+        gather_channels<true>(gp, wp, yp, C, Ho, Wo, win, dp + px * C);
+      else
+        gather_channels<false>(gp, wp, yp, C, Ho, Wo, win, dp + px * C);
     }
   });
   return dx;

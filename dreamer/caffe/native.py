@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
 import shlex
 import shutil
 import sys
@@ -26,8 +27,11 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("kernels.cpp")
 # -march=native: the loops vectorise for this CPU (the module's name carries a hash of the
 # CPU's flags, so another CPU gets its own build); -fno-math-errno: sqrt vectorises;
-# -fopenmp: at::parallel_for runs on PyTorch's OpenMP threads, not on one.
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]
+# -fopenmp: at::parallel_for runs on PyTorch's OpenMP threads, not on one. On x86-64,
+# AVX-512 vectors where the CPU has them (GCC picks 256-bit ones by default): the pool's
+# backward 40 % faster.
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"] + (
+    ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else [])
 _lock = threading.Lock()
 _built: dict[str, object] = {}
 
@@ -178,5 +182,4 @@ def _cpu_flags() -> str:
                 return line
     except OSError:
         pass
-    import platform
     return platform.processor() or platform.machine()
