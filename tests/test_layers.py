@@ -66,6 +66,7 @@ def test_strided_first_layer_space_to_depth_matches_plain_convolution(k, stride,
     assert conv.space_to_depth
     x = (t(rng.standard_normal((1, 3, h, w))) * 50).requires_grad_(True)
     (y,) = conv(x)
+    assert type(y.grad_fn).__name__ == "_StridedFewBackward"  # the gradient below is s2d's
     want = torch.nn.functional.conv2d(x, t(wt), t(b), stride, pad)
     assert y.shape == want.shape
     torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-3)
