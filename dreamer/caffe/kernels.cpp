@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -37,6 +38,26 @@ void window_sum(const std::vector<float>& padded, int64_t C, int64_t n, float* o
     const float* src = padded.data() + j;
     for (int64_t i = 0; i < C; i++) out[i] += src[i];
   }
+}
+
+// Calls f(B, c) over a pixel's C channels in blocks [c, c + B): of 64 (four 16-wide
+// vectors of values and four of positions or sums fit the registers), then of 16, then
+// one at a time. B is a compile-time constant, so each block's loop unrolls.
+template <typename F>
+void in_channel_blocks(int64_t C, F&& f) {
+  int64_t c = 0;
+  for (; c + 64 <= C; c += 64) f(std::integral_constant<int, 64>{}, c);
+  for (; c + 16 <= C; c += 16) f(std::integral_constant<int, 16>{}, c);
+  for (; c < C; c++) f(std::integral_constant<int, 1>{}, c);
+}
+
+// f(Relu) with Relu a compile-time bool: the ReLU test leaves the inner loops.
+template <typename F>
+void with_relu(bool relu, F&& f) {
+  if (relu)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 }  // namespace
@@ -71,17 +92,6 @@ inline void pool_pixel(const float* plane, int64_t C, int64_t W, int64_t h0, int
   }
 }
 
-// Blocks of 64 channels (four 16-wide vectors of maxima and four of positions fit the
-// registers), then of 16, then one at a time.
-template <bool Relu>
-void pool_channels(const float* plane, int64_t C, int64_t W, int64_t h0, int64_t h1,
-                   int64_t w0, int64_t w1, float* yr, int32_t* wr) {
-  int64_t c = 0;
-  for (; c + 64 <= C; c += 64) pool_pixel<64, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
-  for (; c + 16 <= C; c += 16) pool_pixel<16, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
-  for (; c < C; c++) pool_pixel<1, Relu>(plane + c, C, W, h0, h1, w0, w1, yr + c, wr + c);
-}
-
 // Max pooling in Caffe's (and PyTorch's) ceil mode, windows clipped to the image. Returns
 // the pooled blob (ReLU applied when `relu`) and each maximum's position h * W + w, int32.
 std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int64_t out_w,
@@ -108,10 +118,11 @@ std::vector<torch::Tensor> max_pool_forward(torch::Tensor x, int64_t out_h, int6
       const int64_t h0 = std::max<int64_t>(oh * sh - ph, 0), h1 = std::min(oh * sh - ph + kh, H);
       const int64_t w0 = std::max<int64_t>(ow * sw - pw, 0), w1 = std::min(ow * sw - pw + kw, W);
       const float* plane = xp + img * H * W * C;
-      if (relu)
-        pool_channels<true>(plane, C, W, h0, h1, w0, w1, yp + o * C, wp + o * C);
-      else
-        pool_channels<false>(plane, C, W, h0, h1, w0, w1, yp + o * C, wp + o * C);
+      with_relu(relu, [&](auto Relu) {
+        in_channel_blocks(C, [&](auto B, int64_t c) {
+          pool_pixel<B, Relu>(plane + c, C, W, h0, h1, w0, w1, yp + o * C + c, wp + o * C + c);
+        });
+      });
     }
   });
   return {y, where};
@@ -144,18 +155,6 @@ inline void gather_pixel(const float* gp, const int32_t* wp, const float* yp, in
     }
   }
   for (int c = 0; c < B; c++) dr[c] = acc[c];
-}
-
-template <bool Relu>
-void gather_channels(const float* gp, const int32_t* wp, const float* yp, int64_t C, int64_t Ho,
-                     int64_t Wo, const Window& win, float* dr) {
-  int64_t c = 0;
-  const auto y_at = [&](int64_t c) { return Relu ? yp + c : nullptr; };
-  for (; c + 64 <= C; c += 64)
-    gather_pixel<64, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
-  for (; c + 16 <= C; c += 16)
-    gather_pixel<16, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
-  for (; c < C; c++) gather_pixel<1, Relu>(gp + c, wp + c, y_at(c), C, Ho, Wo, win, dr + c);
 }
 
 // The gradient of max_pool_forward: each output's gradient goes to its maximum's position,
@@ -196,10 +195,12 @@ torch::Tensor max_pool_backward(torch::Tensor g, torch::Tensor where, torch::Ten
       const Window win{px / (H * W), first_out(h, kh, sh, ph), std::min(Ho - 1, (h + ph) / sh),
                        first_out(w, kw, sw, pw), std::min(Wo - 1, (w + pw) / sw),
                        int32_t(h * W + w)};
-      if (relu)
-        gather_channels<true>(gp, wp, yp, C, Ho, Wo, win, dp + px * C);
-      else
-        gather_channels<false>(gp, wp, yp, C, Ho, Wo, win, dp + px * C);
+      with_relu(relu, [&](auto Relu) {
+        in_channel_blocks(C, [&](auto B, int64_t c) {
+          gather_pixel<B, Relu>(gp + c, wp + c, Relu ? yp + c : nullptr, C, Ho, Wo, win,
+                                dp + px * C + c);
+        });
+      });
     }
   });
   return dx;
