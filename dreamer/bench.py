@@ -55,11 +55,12 @@ class Params:
 
 def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> CaffeNet:
     """The same layers, run the plain way: NCHW, weights as parameters that get gradients
-    (as Caffe's backward computed them), PyTorch's own max pooling and built-in LRN."""
+    (as Caffe's backward computed them), PyTorch's own convolutions, max pooling and
+    built-in LRN."""
     net = load_net(prototxt, caffemodel, channels_last=False, fuse=False)
     for layer in net.layers:
         if isinstance(layer, Convolution):
-            layer.space_to_depth = False
+            layer.space_to_depth = layer.winograd = False
         if isinstance(layer, (Pooling, LRN)):
             layer.native = False
         if isinstance(layer, (Convolution, InnerProduct)):

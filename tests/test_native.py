@@ -233,9 +233,11 @@ def test_a_missing_compiler_is_named(monkeypatch):
     assert "no-such-compiler-here" in native._missing_tool()
 
 
-def test_reference_net_of_the_benchmark_uses_pytorch_pools_and_lrn(tiny):
+def test_reference_net_of_the_benchmark_uses_pytorch_convolutions_pools_and_lrn(tiny):
     from dreamer import bench
 
     net = bench.reference_net(*tiny, torch.device("cpu"))
     kinds = [layer for layer in net.layers if isinstance(layer, (layers.Pooling, layers.LRN))]
     assert kinds and not any(layer.native for layer in kinds)
+    convs = [layer for layer in net.layers if isinstance(layer, layers.Convolution)]
+    assert convs and not any(layer.winograd or layer.space_to_depth for layer in convs)

@@ -273,6 +273,10 @@ torch::Tensor lrn_backward(torch::Tensor g, torch::Tensor v, torch::Tensor p, to
   return dx;
 }
 
+// in winograd.cpp
+torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias, int64_t K,
+                            int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The GIL is released: the frame reader and writer threads run meanwhile.
   const auto nogil = pybind11::call_guard<pybind11::gil_scoped_release>();
@@ -280,4 +284,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("max_pool_backward", &max_pool_backward, nogil);
   m.def("lrn_forward", &lrn_forward, nogil);
   m.def("lrn_backward", &lrn_backward, nogil);
+  m.def("winograd_conv", &winograd_conv, nogil);
 }

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamer.caffe import native
+from dreamer.caffe import native, winograd
 from dreamer.caffe.spec import LayerSpec
 from dreamer.errors import DreamerError
 
@@ -84,14 +84,32 @@ class Convolution(CaffeLayer):
                                and 0 < in_per_group <= 4)
         self.register_buffer("weight_s2d", _s2d_weight(self.weight, sh)
                              if self.space_to_depth else None, persistent=False)
+        # 3x3 and 5x5 stride-1 convolutions (most of GoogLeNet's arithmetic) by Winograd's
+        # algorithm on the CPU kernels: 2.8 to 4 times fewer multiplications (winograd.py)
+        self.winograd = winograd.applies(self)
+        self._winograd_weights = None
+
+    def winograd_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transformed kernels winograd.py multiplies by, made on first use and again
+        whenever the weights change."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._winograd_weights is None or self._winograd_weights[0] != key:
+            self._winograd_weights = key, winograd.transform_weights(self.weight)
+        return self._winograd_weights[1]
 
     def forward(self, x):
+        if self.winograd and winograd.takes(x) and min(self._output_size(x)) > 0:
+            return (winograd.conv2d(x, self),)
         if self.space_to_depth and x.device.type == "cpu" and x.dim() == 4 \
                 and x.requires_grad and not torch.compiler.is_compiling() \
                 and _s2d_geometry(x.shape[-2:], self) is not None:
             return (_StridedFew.apply(x, self),)
         return (F.conv2d(x, self.weight, self.bias, self.stride, self.padding,
                          self.dilation, self.groups),)
+
+    def _output_size(self, x) -> tuple[int, int]:
+        (kh, kw), (ph, pw), (sh, sw) = self.weight.shape[-2:], self.padding, self.stride
+        return (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
 
 
 def _s2d_geometry(size, conv: Convolution):

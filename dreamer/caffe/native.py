@@ -24,7 +24,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "winograd.cpp")]
 # -march=native: the loops vectorise for this CPU (the module's name carries a hash of the
 # CPU's flags, so another CPU gets its own build); -fno-math-errno: sqrt vectorises;
 # -fopenmp: at::parallel_for runs on PyTorch's OpenMP threads, not on one. On x86-64,
@@ -71,7 +71,7 @@ def _build():
                         "machine, about 20 s)")
             folder.mkdir(parents=True, exist_ok=True)
             with _build_lock(folder), _torch_lib_quoted(cpp_extension):
-                module = cpp_extension.load(name, [str(SOURCE)], build_directory=str(folder),
+                module = cpp_extension.load(name, [str(s) for s in SOURCES], build_directory=str(folder),
                                             verbose=False, extra_cflags=CFLAGS,
                                             extra_ldflags=["-fopenmp"])
                 _mark_complete(folder / f"{name}.so")
@@ -169,7 +169,9 @@ def _missing_tool() -> str | None:
 def _module_name() -> str:
     """Names the build by source, flags, CPU, Python and torch version: a cache folder
     shared by machines or versions never loads a build made for another."""
-    key = hashlib.sha1(SOURCE.read_bytes())
+    key = hashlib.sha1()
+    for source in SOURCES:
+        key.update(source.read_bytes())
     for part in (" ".join(CFLAGS), _cpu_flags(), sys.version, torch.__version__):
         key.update(part.encode())
     return f"dreamer_kernels_{key.hexdigest()[:12]}"

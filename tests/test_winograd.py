@@ -1,0 +1,129 @@
+"""Winograd's 3x3 convolution (dreamer/caffe/winograd.py, winograd.cpp) against the direct
+convolution in float64, and where the net uses it."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dreamer.caffe import native, winograd
+from dreamer.caffe.layers import Convolution
+from dreamer.caffe.net import load_net
+from tests.tiny_caffe import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    k = native.kernels()
+    if k is None:
+        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
+    return k
+
+
+class _Conv:
+    """The attributes of a Convolution layer that winograd.py reads."""
+
+    def __init__(self, cin, cout, pad, gen):
+        self.weight = torch.randn(cout, cin, 3, 3, generator=gen)
+        self.bias = torch.randn(cout, generator=gen)
+        self.padding, self.stride, self.dilation, self.groups = pad, (1, 1), (1, 1), 1
+        self._u = winograd.transform_weights(self.weight)
+
+    def winograd_weights(self):
+        return self._u
+
+
+def _relative_error(got, want):
+    return ((got.double() - want).abs().max() / want.abs().max()).item()
+
+
+@pytest.mark.parametrize("batch, cin, cout, height, width, pad", [
+    (1, 64, 192, 30, 41, 1),  # several chunks of tiles, 6 panels of 32 channels
+    (2, 17, 33, 13, 10, 1),   # a ragged vector of input channels, a ragged last panel
+    (1, 16, 48, 12, 17, 2),   # a last panel of 16
+    (3, 20, 3, 5, 6, 0),      # fewer output channels than a vector
+    (2, 33, 100, 3, 2, 2),    # an image smaller than a tile
+    (1, 1, 1, 1, 1, 1),
+    (1, 5, 7, 9, 11, (0, 2)),
+])
+def test_winograd_convolution_and_its_gradient_match_float64(kernels, batch, cin, cout,
+                                                             height, width, pad):
+    gen = torch.Generator().manual_seed(cin * cout + height)
+    pad = pad if isinstance(pad, tuple) else (pad, pad)
+    conv = _Conv(cin, cout, pad, gen)
+    x = torch.randn(batch, cin, height, width, generator=gen)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    y = winograd.conv2d(x, conv)
+
+    x64 = x.detach().double().requires_grad_(True)
+    want = F.conv2d(x64, conv.weight.double(), conv.bias.double(), 1, pad)
+    assert y.shape == want.shape and y.is_contiguous(memory_format=torch.channels_last)
+    # float32 rounding through the transforms: about 1e-5 of the largest value
+    assert _relative_error(y, want) < 5e-5
+    g = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    (dx,) = torch.autograd.grad(y, x, g.float())
+    (want_dx,) = torch.autograd.grad(want, x64, g)
+    assert _relative_error(dx, want_dx) < 5e-5
+
+
+def test_the_kernel_transform_makes_an_exact_convolution_in_float64():
+    # the algebra alone, without rounding: one tile, by the matrices themselves
+    g = winograd.kernel_transform()
+    points = winograd.POINTS
+    bt = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                       [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                      dtype=torch.float64)
+    at = torch.tensor([[p ** i for p in points] + [float(i == 3)] for i in range(4)],
+                      dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    d = torch.randn(6, 6, generator=gen, dtype=torch.float64)
+    k = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    y = at @ ((g @ k @ g.T) * (bt @ d @ bt.T)) @ at.T
+    want = F.conv2d(d[None, None], k[None, None])[0, 0]
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_kernels_refuse_a_kernel_packed_for_other_channels(kernels):
+    conv = _Conv(8, 16, (1, 1), torch.Generator().manual_seed(1))
+    x = torch.zeros(1, 9, 5, 5).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="packed kernel"):
+        kernels.winograd_conv(x, conv._u[0], conv.bias, 16, 1, 1, 5, 5)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def _grad_fns(net, x, end):
+    """Names of the autograd nodes of each convolution's output, by layer name."""
+    names = {}
+    hooks = [layer.register_forward_hook(
+        lambda m, i, o: names.__setitem__(m.name, type(o[0].grad_fn).__name__))
+        for layer in net.layers if isinstance(layer, Convolution)]
+    net(x.requires_grad_(True), end=end)
+    for h in hooks:
+        h.remove()
+    return names
+
+
+def test_the_net_runs_its_3x3_stride_1_convolutions_by_winograd(kernels, tiny):
+    net = load_net(*tiny)
+    names = _grad_fns(net, torch.randn(1, 3, 40, 50), "inception_4c/output")
+    assert names["inception_3a/3x3"] == "_WinogradBackward"
+    assert names["conv1/7x7_s2"] != "_WinogradBackward"  # stride 2
+    assert names["inception_3a/1x1"] != "_WinogradBackward"
+    # float64 (and anything else the kernels do not take) runs the direct convolution
+    names = _grad_fns(net.double(), torch.randn(1, 3, 40, 50).double(), "inception_4c/output")
+    assert "_WinogradBackward" not in names.values()
+
+
+def test_changed_weights_are_transformed_again(kernels, tiny):
+    net = load_net(*tiny)
+    layer = next(layer for layer in net.layers if getattr(layer, "winograd", False))
+    x = torch.randn(1, layer.weight.shape[1], 9, 9).contiguous(memory_format=torch.channels_last)
+    before = layer(x)[0]
+    layer.weight.mul_(2)
+    after = layer(x)[0]
+    want = F.conv2d(x.double(), layer.weight.double(), layer.bias.double(), 1,
+                    layer.padding)
+    assert _relative_error(after, want) < 5e-5
+    assert not torch.allclose(before, after)
