@@ -21,10 +21,11 @@ def kernels():
 class _Conv:
     """The attributes of a Convolution layer that winograd.py reads."""
 
-    def __init__(self, cin, cout, pad, gen):
-        self.weight = torch.randn(cout, cin, 3, 3, generator=gen)
+    def __init__(self, cin, cout, k, pad, gen):
+        self.weight = torch.randn(cout, cin, k, k, generator=gen)
         self.bias = torch.randn(cout, generator=gen)
         self.padding, self.stride, self.dilation, self.groups = pad, (1, 1), (1, 1), 1
+        assert winograd.applies(self)
         self._u = winograd.transform_weights(self.weight)
 
     def winograd_weights(self):
@@ -35,20 +36,24 @@ def _relative_error(got, want):
     return ((got.double() - want).abs().max() / want.abs().max()).item()
 
 
-@pytest.mark.parametrize("batch, cin, cout, height, width, pad", [
-    (1, 64, 192, 30, 41, 1),  # several chunks of tiles, 6 panels of 32 channels
-    (2, 17, 33, 13, 10, 1),   # a ragged vector of input channels, a ragged last panel
-    (1, 16, 48, 12, 17, 2),   # a last panel of 16
-    (3, 20, 3, 5, 6, 0),      # fewer output channels than a vector
-    (2, 33, 100, 3, 2, 2),    # an image smaller than a tile
-    (1, 1, 1, 1, 1, 1),
-    (1, 5, 7, 9, 11, (0, 2)),
+@pytest.mark.parametrize("k, batch, cin, cout, height, width, pad", [
+    (3, 1, 64, 192, 30, 41, 1),  # several chunks of tiles, 6 panels of 32 channels
+    (3, 2, 17, 33, 13, 10, 1),   # a ragged vector of input channels, a ragged panel
+    (3, 1, 16, 48, 12, 17, 2),   # a last panel of 16
+    (3, 3, 20, 3, 5, 6, 0),      # fewer output channels than a vector
+    (3, 2, 33, 100, 3, 2, 2),    # an image smaller than a tile
+    (3, 1, 1, 1, 1, 1, 1),
+    (3, 1, 5, 7, 9, 11, (0, 2)),
+    (5, 1, 32, 96, 19, 23, 2),   # GoogLeNet's 5x5: tiles of 2x2 outputs
+    (5, 2, 7, 9, 6, 5, (1, 4)),
+    (4, 1, 20, 18, 11, 13, 0),   # tiles of 3x3 outputs
+    (4, 2, 12, 64, 25, 31, 3),
 ])
-def test_winograd_convolution_and_its_gradient_match_float64(kernels, batch, cin, cout,
+def test_winograd_convolution_and_its_gradient_match_float64(kernels, k, batch, cin, cout,
                                                              height, width, pad):
     gen = torch.Generator().manual_seed(cin * cout + height)
     pad = pad if isinstance(pad, tuple) else (pad, pad)
-    conv = _Conv(cin, cout, pad, gen)
+    conv = _Conv(cin, cout, k, pad, gen)
     x = torch.randn(batch, cin, height, width, generator=gen)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
     y = winograd.conv2d(x, conv)
@@ -61,31 +66,34 @@ def test_winograd_convolution_and_its_gradient_match_float64(kernels, batch, cin
     g = torch.randn(want.shape, generator=gen, dtype=torch.float64)
     (dx,) = torch.autograd.grad(y, x, g.float())
     (want_dx,) = torch.autograd.grad(want, x64, g)
+    assert dx.shape == x.shape and dx.is_contiguous(memory_format=torch.channels_last)
     assert _relative_error(dx, want_dx) < 5e-5
 
 
-def test_the_kernel_transform_makes_an_exact_convolution_in_float64():
+@pytest.mark.parametrize("r", [3, 4, 5])
+def test_the_transforms_make_an_exact_convolution_in_float64(r):
     # the algebra alone, without rounding: one tile, by the matrices themselves
-    g = winograd.kernel_transform()
-    points = winograd.POINTS
+    m = winograd.OUTPUTS[r]
+    g = winograd.kernel_transform(r)
     bt = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-                      dtype=torch.float64)
-    at = torch.tensor([[p ** i for p in points] + [float(i == 3)] for i in range(4)],
-                      dtype=torch.float64)
-    gen = torch.Generator().manual_seed(0)
+                      dtype=torch.float64)  # as winograd.cpp writes them
+    at = torch.tensor([[p ** i for p in winograd.POINTS] + [float(i == m - 1)]
+                       for i in range(m)], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(r)
     d = torch.randn(6, 6, generator=gen, dtype=torch.float64)
-    k = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    k = torch.randn(r, r, generator=gen, dtype=torch.float64)
     y = at @ ((g @ k @ g.T) * (bt @ d @ bt.T)) @ at.T
     want = F.conv2d(d[None, None], k[None, None])[0, 0]
+    assert y.shape == (m, m)
     torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
 
 
 def test_the_kernels_refuse_a_kernel_packed_for_other_channels(kernels):
-    conv = _Conv(8, 16, (1, 1), torch.Generator().manual_seed(1))
+    conv = _Conv(8, 16, 3, (1, 1), torch.Generator().manual_seed(1))
     x = torch.zeros(1, 9, 5, 5).contiguous(memory_format=torch.channels_last)
     with pytest.raises(RuntimeError, match="packed kernel"):
-        kernels.winograd_conv(x, conv._u[0], conv.bias, 16, 1, 1, 5, 5)
+        kernels.winograd_conv(x, conv._u[0], conv.bias, 16, 4, 1, 1, 5, 5)
 
 
 @pytest.fixture(scope="module")

@@ -275,7 +275,8 @@ torch::Tensor lrn_backward(torch::Tensor g, torch::Tensor v, torch::Tensor p, to
 
 // in winograd.cpp
 torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias, int64_t K,
-                            int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w);
+                            int64_t m, int64_t pad_h, int64_t pad_w, int64_t out_h,
+                            int64_t out_w);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The GIL is released: the frame reader and writer threads run meanwhile.

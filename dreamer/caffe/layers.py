@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamer.caffe import native, winograd
+from dreamer.caffe import native, space_to_depth, winograd
 from dreamer.caffe.spec import LayerSpec
 from dreamer.errors import DreamerError
 
@@ -82,10 +82,11 @@ class Convolution(CaffeLayer):
         sh, sw = self.stride
         self.space_to_depth = (sh == sw > 1 and self.dilation == (1, 1) and self.groups == 1
                                and 0 < in_per_group <= 4)
-        self.register_buffer("weight_s2d", _s2d_weight(self.weight, sh)
+        self.register_buffer("weight_s2d", space_to_depth.kernel(self.weight, sh)
                              if self.space_to_depth else None, persistent=False)
-        # 3x3 and 5x5 stride-1 convolutions (most of GoogLeNet's arithmetic) by Winograd's
-        # algorithm on the CPU kernels: 2.8 to 4 times fewer multiplications (winograd.py)
+        # Stride-1 convolutions with 3x3 to 5x5 kernels (most of GoogLeNet's arithmetic)
+        # by Winograd's algorithm on the CPU kernels: 2.8 to 4 times fewer
+        # multiplications (winograd.py)
         self.winograd = winograd.applies(self)
         self._winograd_weights = None
 
@@ -102,7 +103,7 @@ class Convolution(CaffeLayer):
             return (winograd.conv2d(x, self),)
         if self.space_to_depth and x.device.type == "cpu" and x.dim() == 4 \
                 and x.requires_grad and not torch.compiler.is_compiling() \
-                and _s2d_geometry(x.shape[-2:], self) is not None:
+                and space_to_depth.geometry(x.shape[-2:], self) is not None:
             return (_StridedFew.apply(x, self),)
         return (F.conv2d(x, self.weight, self.bias, self.stride, self.padding,
                          self.dilation, self.groups),)
@@ -112,23 +113,9 @@ class Convolution(CaffeLayer):
         return (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
 
 
-def _s2d_geometry(size, conv: Convolution):
-    """(rows, cols) of the padded input whose space-to-depth blocks the stride-1 conv with
-    conv.weight_s2d reads: a multiple of the stride, cut or zero-padded at the far edges.
-    None when the input is smaller than the kernel (conv2d then reports it)."""
-    s = conv.stride[0]
-    (kh, kw), (ph, pw) = conv.weight.shape[-2:], conv.padding
-    out_h, out_w = (size[0] + 2 * ph - kh) // s + 1, (size[1] + 2 * pw - kw) // s + 1
-    if out_h < 1 or out_w < 1:
-        return None
-    th, tw = conv.weight_s2d.shape[-2:]
-    return s * (out_h + th - 1), s * (out_w + tw - 1)
-
-
 class _StridedFew(torch.autograd.Function):
     """conv2d(x, w, stride s) for a conv with few input channels, its input gradient as
-    the one of conv(unshuffle_s(pad(x)), w'), w' the kernel zero-padded to a multiple of s
-    and regrouped into s*s times the input channels: the same sums."""
+    the one of the stride-1 conv on the space-to-depth input (space_to_depth.py)."""
 
     @staticmethod
     def forward(ctx, x, conv):
@@ -138,31 +125,19 @@ class _StridedFew(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         conv, (n, c, h, w) = ctx.conv, ctx.size
-        s, (ph, pw) = conv.stride[0], conv.padding
-        rows, cols = _s2d_geometry((h, w), conv)
+        s = conv.stride[0]
+        rows, cols = space_to_depth.geometry((h, w), conv)
         (gs, _, _) = torch.ops.aten.convolution_backward(
             g.contiguous(memory_format=torch.channels_last),
             _like(g, (n, c * s * s, rows // s, cols // s)), conv.weight_s2d, None,
             [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, False, False])
-        # the gradient of the padded input, back to x: the padding cut off, cut edges zero
-        gx = F.pad(F.pixel_shuffle(gs, s), (-pw, w + pw - cols, -ph, h + ph - rows))
-        return gx.contiguous(memory_format=torch.channels_last), None
+        return space_to_depth.shuffle_back(gs, conv, (h, w)), None
 
 
 def _like(g: torch.Tensor, shape) -> torch.Tensor:
     """An uninitialised channels_last tensor: convolution_backward reads only its shape."""
     return torch.empty(shape, dtype=g.dtype, device=g.device,
                        memory_format=torch.channels_last)
-
-
-def _s2d_weight(w: torch.Tensor, s: int) -> torch.Tensor:
-    """The kernel for a space-to-depth input: zero-padded to a multiple of s, each s x s
-    block of taps regrouped into channels in pixel_unshuffle's order (c, row, column)."""
-    co, ci, kh, kw = w.shape
-    th, tw = -(-kh // s), -(-kw // s)
-    padded = F.pad(w, (0, tw * s - kw, 0, th * s - kh))
-    regrouped = padded.reshape(co, ci, th, s, tw, s).permute(0, 1, 3, 5, 2, 4)
-    return regrouped.reshape(co, ci * s * s, th, tw).contiguous()
 
 
 class ReLU(CaffeLayer):

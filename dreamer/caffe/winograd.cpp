@@ -1,9 +1,10 @@
-// 3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3), for the CPU: see
-// dreamer/caffe/winograd.py for the algorithm and the kernel transform. Each 6x6 input
-// tile d becomes B^T d B; for each of the 36 tile positions k the transformed tiles of a
-// chunk, (tiles x C_in), are multiplied by the transformed kernel U[k], (C_in x C_out);
-// each tile's 36 products m become its 4x4 outputs A^T m A. The interpolation points are
-// 0, 1, -1, 2, -2 and infinity, which give B^T and A^T below.
+// Stride-1 convolutions with 3x3, 4x4 and 5x5 kernels by Winograd's minimal filtering
+// F(m x m, r x r) on 6x6 input tiles, m = 7 - r outputs a side (4, 3, 2): see
+// dreamer/caffe/winograd.py for the algorithm and the kernel transform. Each input tile d
+// becomes B^T d B; for each of the 36 tile positions k the transformed tiles of a chunk,
+// (tiles x C_in), are multiplied by the transformed kernel U[k], (C_in x C_out); each
+// tile's 36 products m become its m x m outputs A^T m A. The interpolation points are 0,
+// 1, -1, 2, -2 and infinity for every r, which give B^T and A^T below.
 //
 // All three steps run per chunk of tiles on one thread, the chunk's data staying in that
 // core's cache: no pass over memory between them, no packing of the kernel at each call
@@ -16,12 +17,15 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace {
 
-constexpr int kTile = 6, kOut = 4, kPositions = kTile * kTile;
+constexpr int kTile = 6, kPositions = kTile * kTile;
 constexpr int kLanes = 16;  // floats in a vector: one AVX-512 register (two AVX2 ones)
 constexpr int kPanel = 32;  // output channels per packed kernel panel: two vectors
-constexpr int kRows = 6;    // tiles per block of the matrix product: 6 x 2 accumulators
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 
@@ -44,76 +48,97 @@ inline void times_bt(const T* d, T* r) {
   r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
 }
 
-// r = A^T m for six values m
-template <typename T>
+// r = A^T m for six values m, the first M rows of A^T: row i holds p_j^i at the finite
+// points and 1 at infinity in the last row only
+template <int M, typename T>
 inline void times_at(const T* m, T* r) {
-  r[0] = m[0] + m[1] + m[2] + m[3] + m[4];
-  r[1] = m[1] - m[2] + 2.0f * (m[3] - m[4]);
-  r[2] = m[1] + m[2] + 4.0f * (m[3] + m[4]);
-  r[3] = m[1] - m[2] + 8.0f * (m[3] - m[4]) + m[5];
+  const T sum = m[3] + m[4], diff = m[3] - m[4];
+  r[0] = m[0] + m[1] + m[2] + sum;
+  r[1] = m[1] - m[2] + 2.0f * diff;
+  if constexpr (M > 2) r[2] = m[1] + m[2] + 4.0f * sum;
+  if constexpr (M > 3) r[3] = m[1] - m[2] + 8.0f * diff;
+  r[M - 1] += m[5];
 }
 
-template <typename T>
-inline T read(const float* p) {
-  if constexpr (sizeof(T) == sizeof(float))
-    return *p;
-  else
-    return load(p);
+// A vector of channels [0, n) from p, the rest zeros (n < kLanes at a ragged end), and
+// its store: masked moves where the CPU has them (a memcpy of a variable size is a call).
+#if defined(__AVX512F__)
+inline __mmask16 lanes_mask(int64_t n) { return __mmask16((1u << n) - 1); }
+inline Vec load_part(const float* p, int64_t n) {
+  return Vec(_mm512_maskz_loadu_ps(lanes_mask(n), p));
 }
-template <typename T>
-inline void write(float* p, T v) {
-  if constexpr (sizeof(T) == sizeof(float))
-    *p = v;
-  else
-    store(p, v);
+inline void store_part(float* p, Vec v, int64_t n) {
+  _mm512_mask_storeu_ps(p, lanes_mask(n), __m512(v));
 }
+#else
+inline Vec load_part(const float* p, int64_t n) {
+  Vec v = {};
+  for (int64_t i = 0; i < n; i++) v[i] = p[i];
+  return v;
+}
+inline void store_part(float* p, Vec v, int64_t n) {
+  for (int64_t i = 0; i < n; i++) p[i] = v[i];
+}
+#endif
 
 // The geometry of one convolution: x is (H, W, C) per image, y (out_h, out_w, K); tile
-// (ty, tx) reads input rows from ty * 4 - pad_h and columns from tx * 4 - pad_w.
+// (ty, tx) makes outputs from row ty * m, column tx * m, reading input rows from
+// ty * m - pad_h and columns from tx * m - pad_w.
 struct Geometry {
-  int64_t C, H, W, K, out_h, out_w, pad_h, pad_w, tiles_h, tiles_w;
+  int64_t C, H, W, K, out_h, out_w, pad_h, pad_w, m, tiles_h, tiles_w;
 };
 
-// B^T d B of one input tile, channels [0, lanes of T) from x (offset to the channel),
+// B^T d B of one input tile, channels [0, n) from x (offset to the channel, n <= 16),
 // written to v[k * stride] for k = 6 i + j. Pixels outside the image read as zeros.
-template <typename T>
-inline void input_tile(const float* x, const Geometry& g, int64_t y0, int64_t x0, float* v,
-                       int64_t stride) {
-  T d[kTile][kTile], t[kTile][kTile];
+inline void input_tile(const float* x, int64_t n, const Geometry& g, int64_t y0, int64_t x0,
+                       float* v, int64_t stride) {
+  Vec d[kTile][kTile], t[kTile][kTile];
   for (int i = 0; i < kTile; i++)
     for (int j = 0; j < kTile; j++) {
       const int64_t h = y0 + i, w = x0 + j;
+      const float* p = x + (h * g.W + w) * g.C;
       const bool inside = h >= 0 && h < g.H && w >= 0 && w < g.W;
-      d[j][i] = inside ? read<T>(x + (h * g.W + w) * g.C) : T{};  // d transposed
+      d[j][i] = !inside ? Vec{} : n == kLanes ? load(p) : load_part(p, n);  // d transposed
     }
   for (int j = 0; j < kTile; j++) times_bt(d[j], t[j]);  // t[j] = column j of B^T d
   for (int i = 0; i < kTile; i++) {
-    T row[kTile], r[kTile];
+    Vec row[kTile], r[kTile];
     for (int j = 0; j < kTile; j++) row[j] = t[j][i];
     times_bt(row, r);
-    for (int j = 0; j < kTile; j++) write(v + (i * kTile + j) * stride, r[j]);
+    for (int j = 0; j < kTile; j++) {
+      float* out = v + (i * kTile + j) * stride;
+      if (n == kLanes)
+        store(out, r[j]);
+      else
+        store_part(out, r[j], n);
+    }
   }
 }
 
-// The 4x4 outputs of one tile for channels [0, lanes of T): A^T m A from the products
+// The M x M outputs of one tile for channels [0, n) (n <= 16): A^T m A from the products
 // m[k * stride], plus the bias, those inside the image written to y (offset to the
-// channel; `valid` limits a vector's channels at a ragged end).
-template <typename T>
-inline void output_tile(const float* m, int64_t stride, const float* bias, float* y,
-                        const Geometry& g, int64_t y0, int64_t x0) {
-  T t[kTile][kOut];
+// channel).
+template <int M>
+inline void output_tile(const float* m, int64_t stride, int64_t n, const float* bias,
+                        float* y, const Geometry& g, int64_t y0, int64_t x0) {
+  Vec t[kTile][M];
   for (int j = 0; j < kTile; j++) {
-    T col[kTile];
-    for (int i = 0; i < kTile; i++) col[i] = read<T>(m + (i * kTile + j) * stride);
-    times_at(col, t[j]);
+    Vec col[kTile];
+    for (int i = 0; i < kTile; i++) col[i] = load(m + (i * kTile + j) * stride);
+    times_at<M>(col, t[j]);
   }
-  const T b = bias ? read<T>(bias) : T{};
-  for (int i = 0; i < kOut && y0 + i < g.out_h; i++) {
-    T row[kTile], r[kOut];
+  const Vec b = !bias ? Vec{} : n == kLanes ? load(bias) : load_part(bias, n);
+  for (int i = 0; i < M && y0 + i < g.out_h; i++) {
+    Vec row[kTile], r[M];
     for (int j = 0; j < kTile; j++) row[j] = t[j][i];
-    times_at(row, r);
-    for (int j = 0; j < kOut && x0 + j < g.out_w; j++)
-      write(y + ((y0 + i) * g.out_w + x0 + j) * g.K, r[j] + b);
+    times_at<M>(row, r);
+    for (int j = 0; j < M && x0 + j < g.out_w; j++) {
+      float* out = y + ((y0 + i) * g.out_w + x0 + j) * g.K;
+      if (n == kLanes)
+        store(out, r[j] + b);
+      else
+        store_part(out, r[j] + b, n);
+    }
   }
 }
 
@@ -134,30 +159,20 @@ inline void product_block(const float* v, int64_t C, const float* u, float* out,
     for (int j = 0; j < NV; j++) store(out + r * ld + j * kLanes, acc[r][j]);
 }
 
-// All rows of one chunk: blocks of kRows, then the remainder.
+// All rows of one chunk: blocks of 12 / NV rows (12 accumulators), then the remainder
+// one row block at a time.
 template <int NV>
 void product(const float* v, int64_t rows, int64_t C, const float* u, float* out, int64_t ld) {
+  constexpr int R = 12 / NV;
   int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows)
-    product_block<kRows, NV>(v + r * C, C, u, out + r * ld, ld);
-  const float* vr = v + r * C;
-  float* o = out + r * ld;
-  switch (rows - r) {
-    case 5: product_block<5, NV>(vr, C, u, o, ld); break;
-    case 4: product_block<4, NV>(vr, C, u, o, ld); break;
-    case 3: product_block<3, NV>(vr, C, u, o, ld); break;
-    case 2: product_block<2, NV>(vr, C, u, o, ld); break;
-    case 1: product_block<1, NV>(vr, C, u, o, ld); break;
-    default: break;
-  }
+  for (; r + R <= rows; r += R) product_block<R, NV>(v + r * C, C, u, out + r * ld, ld);
+  for (; r < rows; r++) product_block<1, NV>(v + r * C, C, u, out + r * ld, ld);
 }
 
-// Calls f(T, c) over C channels: vectors of 16, then single floats.
+// Calls f(c, n) over C channels in vectors: [c, c + n), n = 16 but at a ragged end.
 template <typename F>
 void in_lanes(int64_t C, F&& f) {
-  int64_t c = 0;
-  for (; c + kLanes <= C; c += kLanes) f(Vec{}, c);
-  for (; c < C; c++) f(0.0f, c);
+  for (int64_t c = 0; c < C; c += kLanes) f(c, std::min<int64_t>(kLanes, C - c));
 }
 
 // One chunk of tiles [t0, t0 + n) of image `img`-major order, start to finish.
@@ -175,9 +190,9 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
     int64_t img, ty, tx;
     origin(t0 + i, img, ty, tx);
     const float* plane = x + img * g.H * g.W * g.C;
-    in_lanes(g.C, [&](auto lane, int64_t c) {
-      input_tile<decltype(lane)>(plane + c, g, ty * kOut - g.pad_h, tx * kOut - g.pad_w,
-                                 v.data() + i * g.C + c, n * g.C);
+    in_lanes(g.C, [&](int64_t c, int64_t lanes) {
+      input_tile(plane + c, lanes, g, ty * g.m - g.pad_h, tx * g.m - g.pad_w,
+                 v.data() + i * g.C + c, n * g.C);
     });
   }
   m.resize(kPositions * n * kPanel);
@@ -197,10 +212,15 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
       int64_t img, ty, tx;
       origin(t0 + i, img, ty, tx);
       float* plane = y + img * g.out_h * g.out_w * g.K + k0;
-      in_lanes(valid, [&](auto lane, int64_t c) {
-        output_tile<decltype(lane)>(m.data() + i * width + c, n * width,
-                                    bias ? bias + k0 + c : nullptr, plane + c, g,
-                                    ty * kOut, tx * kOut);
+      in_lanes(valid, [&](int64_t c, int64_t lanes) {
+        const float* products = m.data() + i * width + c;
+        const float* b = bias ? bias + k0 + c : nullptr;
+        const int64_t y0 = ty * g.m, x0 = tx * g.m;
+        switch (g.m) {
+          case 4: output_tile<4>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
+          case 3: output_tile<3>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
+          default: output_tile<2>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
+        }
       });
     }
   }
@@ -210,15 +230,17 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
 
 // The convolution of x (N, C, H, W, channels_last, float32) with the kernel packed by
 // winograd.py (pack_weights: 36 x C x K in panels of 32 output channels, the last of 16
-// where K is not a multiple of 32), plus bias (or an empty tensor): an (N, K, out_h,
-// out_w) channels_last tensor, output tile (ty, tx) read from the input tile at row
-// ty * 4 - pad_h, column tx * 4 - pad_w (pixels outside x are zeros).
+// where K is not a multiple of 32) for tiles of m x m outputs, plus bias (or an empty
+// tensor): an (N, K, out_h, out_w) channels_last tensor, output tile (ty, tx) read from
+// the input tile at row ty * m - pad_h, column tx * m - pad_w (zeros outside x).
 torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias, int64_t K,
-                            int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w) {
+                            int64_t m, int64_t pad_h, int64_t pad_w, int64_t out_h,
+                            int64_t out_w) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 &&
                   x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "x must be a 4-D channels_last float32 CPU tensor");
   TORCH_CHECK(out_h > 0 && out_w > 0 && K > 0, "the output must not be empty");
+  TORCH_CHECK(m >= 2 && m <= 4, "tiles make 2x2, 3x3 or 4x4 outputs (kernels of 5, 4, 3)");
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t padded = (K + kLanes - 1) / kLanes * kLanes;
   TORCH_CHECK(u.device().is_cpu() && u.scalar_type() == torch::kFloat && u.is_contiguous() &&
@@ -228,8 +250,8 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
   TORCH_CHECK(!has_bias || (bias.scalar_type() == torch::kFloat && bias.is_contiguous() &&
                             bias.numel() == K),
               "bias must hold one float32 per output channel");
-  const Geometry g{C, x.size(2), x.size(3), K, out_h, out_w, pad_h, pad_w,
-                   (out_h + kOut - 1) / kOut, (out_w + kOut - 1) / kOut};
+  const Geometry g{C, x.size(2), x.size(3), K, out_h, out_w, pad_h, pad_w, m,
+                   (out_h + m - 1) / m, (out_w + m - 1) / m};
   auto y = torch::empty({N, K, out_h, out_w},
                         x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t T = N * g.tiles_h * g.tiles_w;
