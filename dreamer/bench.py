@@ -282,7 +282,7 @@ def describe_device(device: torch.device) -> str:
     # (builds the kernels now, if this is their first use, not inside a timed frame)
     kernels = "compiled" if native.kernels() is not None else "PyTorch's (none compiled)"
     return (f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs; "
-            f"pooling and LRN kernels: {kernels}")
+            f"convolution (Winograd), pooling and LRN kernels: {kernels}")
 
 
 def make_runner(net: CaffeNet, args):
