@@ -60,7 +60,7 @@ def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> Caf
     net = load_net(prototxt, caffemodel, channels_last=False, fuse=False)
     for layer in net.layers:
         if isinstance(layer, Convolution):
-            layer.space_to_depth = layer.winograd = False
+            layer.space_to_depth = layer.winograd = layer.winograd_gradient = False
         if isinstance(layer, (Pooling, LRN)):
             layer.native = False
         if isinstance(layer, (Convolution, InnerProduct)):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from dreamer.caffe import proto
+from dreamer.caffe import native, proto
 from dreamer.caffe.layers import LRN, build_layer, caffe_pool_size
 from dreamer.caffe.spec import LayerSpec, blob_array
 from dreamer.errors import DreamerError
@@ -57,14 +57,20 @@ def test_convolution_pad_stride_group_dilation_match_direct_sum():
     (3, 2, 1, 9, 9),
     (4, 2, 0, 4, 4),     # a single output
 ])
-def test_strided_first_layer_space_to_depth_matches_plain_convolution(k, stride, pad, h, w):
+@pytest.mark.parametrize("winograd", [False, True])
+def test_strided_first_layer_space_to_depth_matches_plain_convolution(k, stride, pad, h, w,
+                                                                      winograd):
+    if winograd and native.kernels() is None:
+        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
     rng = np.random.default_rng(k)
     wt = rng.standard_normal((5, 3, k, k)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
     conv = layer('name: "c" type: "Convolution" bottom: "x" top: "c" convolution_param {'
                  f' num_output: 5 kernel_size: {k} stride: {stride} pad: {pad} }}', wt, b)
-    assert conv.space_to_depth
-    conv.winograd = False  # as without the compiled kernels (test_winograd.py: with them)
+    assert conv.space_to_depth and not conv.winograd
+    # its input gradient by Winograd's algorithm where it has 3 to 5 taps after regrouping
+    assert conv.winograd_gradient == (-(-k // stride) in (3, 4, 5))
+    conv.winograd_gradient &= winograd
     x = (t(rng.standard_normal((1, 3, h, w))) * 50).requires_grad_(True)
     (y,) = conv(x)
     assert type(y.grad_fn).__name__ == "_StridedFewBackward"  # the gradient below is s2d's

@@ -240,4 +240,5 @@ def test_reference_net_of_the_benchmark_uses_pytorch_convolutions_pools_and_lrn(
     kinds = [layer for layer in net.layers if isinstance(layer, (layers.Pooling, layers.LRN))]
     assert kinds and not any(layer.native for layer in kinds)
     convs = [layer for layer in net.layers if isinstance(layer, layers.Convolution)]
-    assert convs and not any(layer.winograd or layer.space_to_depth for layer in convs)
+    assert convs and not any(layer.winograd or layer.winograd_gradient or layer.space_to_depth
+                             for layer in convs)

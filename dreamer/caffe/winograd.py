@@ -9,14 +9,16 @@ M[k] = V[k] @ U[k], (tiles x C_in) @ (C_in x C_out); the outputs are A^T M A per
 winograd.cpp does the tile transforms and the products; the kernel transform U is made
 here, once per layer (the weights are frozen).
 
-Only stride-1 convolutions, with kernels of 3 to 5. (GoogLeNet's conv1, 7x7 at stride 2,
-could run as a 4x4 one on its space-to-depth input, a little faster; but its outputs then
-round differently at each position of a tile, where the direct convolution gives equal
-inputs equal outputs, and pool1 after it meets many exact ties in flat parts of an image:
-the gradient went to other pixels than Caffe's, 2e-2 to 5e-2 off its goldens.) The input
-gradient is the convolution of the output gradient with the kernel turned by 180 degrees
-and its input and output channels swapped, padded by r - 1 - pad: the same kernels with
-that kernel's U.
+Stride-1 convolutions with kernels of 3 to 5 run both ways here. The input gradient is
+the convolution of the output gradient with the kernel turned by 180 degrees and its
+input and output channels swapped, padded by r - 1 - pad: the same kernels with that
+kernel's U. A strided convolution whose kernel regrouped by space_to_depth.py has 3 to 5
+taps (GoogLeNet's conv1, 7x7 at stride 2: 4x4 on 12 channels) has only its input
+gradient done here, as that of the stride-1 convolution on its space-to-depth input. Its
+forward stays direct: Winograd's outputs round differently at each position of a tile,
+where the direct convolution gives equal inputs equal outputs, and pool1 after conv1
+meets many exact ties in flat parts of an image; the gradient then went to other pixels
+than Caffe's, 2e-2 to 5e-2 off its goldens.
 
 The interpolation points are 0, 1, -1, 2, -2 and infinity (Lavin and Gray's for
 F(4x4, 3x3); winograd.cpp writes out their B^T and A^T). The results differ from the
@@ -29,7 +31,7 @@ from fractions import Fraction
 
 import torch
 
-from dreamer.caffe import native
+from dreamer.caffe import native, space_to_depth
 
 POINTS = (0, 1, -1, 2, -2)  # and infinity
 TILE = 6  # input tile side: m outputs + r taps - 1
@@ -65,8 +67,12 @@ def pack_weights(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat(panels).float()
 
 
-def transform_weights(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(packed U for the forward, packed U for the input gradient) of a conv's kernel."""
+def transform_weights(weight: torch.Tensor, stride: int = 1) -> tuple[torch.Tensor,
+                                                                      torch.Tensor]:
+    """(packed U for the forward, packed U for the input gradient) of a conv's kernel, at
+    a stride regrouped for the space-to-depth input."""
+    if stride > 1:
+        weight = space_to_depth.kernel(weight, stride)
     turned = weight.flip(-2, -1).transpose(0, 1)  # the input gradient's kernel
     return pack_weights(weight), pack_weights(turned)
 
@@ -78,6 +84,14 @@ def applies(conv) -> bool:
             and conv.groups == 1 and all(p < kh for p in conv.padding))
 
 
+def applies_to_gradient(conv) -> bool:
+    """Whether a strided Convolution layer's input gradient on its space-to-depth input
+    (Convolution.space_to_depth) suits these kernels."""
+    kh, kw = conv.weight.shape[-2:]
+    s = conv.stride[0]
+    return conv.space_to_depth and kh == kw and -(-kh // s) in OUTPUTS
+
+
 def takes(x: torch.Tensor) -> bool:
     """Whether the kernels can run the convolution on x: a 4-D float32 CPU tensor, kernels
     built, outside torch.compile."""
@@ -87,6 +101,18 @@ def takes(x: torch.Tensor) -> bool:
 def conv2d(x: torch.Tensor, conv) -> torch.Tensor:
     """conv's convolution of x (channels_last output), its input gradient the same way."""
     return _Winograd.apply(x, conv)
+
+
+def strided_input_gradient(g: torch.Tensor, conv, size) -> torch.Tensor:
+    """The input gradient, for an input of `size`, of a strided conv that
+    applies_to_gradient: that of the stride-1 conv on the space-to-depth input, shuffled
+    back."""
+    _, u_backward = conv.winograd_weights()
+    s, channels = conv.stride[0], conv.weight.shape[1] * conv.stride[0] ** 2
+    r = -(-conv.weight.shape[-1] // s)
+    rows, cols = space_to_depth.geometry(size, conv)
+    gs = _convolve(g, u_backward, None, channels, r, (r - 1, r - 1), (rows // s, cols // s))
+    return space_to_depth.shuffle_back(gs, conv, size)
 
 
 def _convolve(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, channels: int,
