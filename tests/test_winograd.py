@@ -119,7 +119,12 @@ def test_the_net_runs_its_3x3_stride_1_convolutions_by_winograd(kernels, tiny):
     assert names["inception_3a/3x3"] == "_WinogradBackward"
     assert names["conv1/7x7_s2"] != "_WinogradBackward"  # stride 2
     assert names["inception_3a/1x1"] != "_WinogradBackward"
+    # --precision bf16 asks for bfloat16 convolutions: autocast's, not these
+    net.autocast_dtype = torch.bfloat16
+    names = _grad_fns(net, torch.randn(1, 3, 40, 50), "inception_4c/output")
+    assert "_WinogradBackward" not in names.values()
     # float64 (and anything else the kernels do not take) runs the direct convolution
+    net.autocast_dtype = None
     names = _grad_fns(net.double(), torch.randn(1, 3, 40, 50).double(), "inception_4c/output")
     assert "_WinogradBackward" not in names.values()
 

@@ -94,8 +94,10 @@ def applies_to_gradient(conv) -> bool:
 
 def takes(x: torch.Tensor) -> bool:
     """Whether the kernels can run the convolution on x: a 4-D float32 CPU tensor, kernels
-    built, outside torch.compile."""
-    return x.dim() == 4 and native.usable(x)
+    built, outside torch.compile and outside autocast (--precision bf16 asks for bfloat16
+    convolutions, which these are not)."""
+    return (x.dim() == 4 and native.usable(x)
+            and not torch.is_autocast_enabled(x.device.type))
 
 
 def conv2d(x: torch.Tensor, conv) -> torch.Tensor:
