@@ -140,3 +140,20 @@ def test_changed_weights_are_transformed_again(kernels, tiny):
                     layer.padding)
     assert _relative_error(after, want) < 5e-5
     assert not torch.allclose(before, after)
+
+
+def test_the_result_does_not_depend_on_the_thread_count(kernels):
+    # each tile's sums run in one order whatever chunk or thread it falls to: the same
+    # bits with any number of threads
+    conv = _Conv(24, 40, 3, (1, 1), torch.Generator().manual_seed(4))
+    x = torch.randn(1, 24, 37, 45, generator=torch.Generator().manual_seed(5))
+    x = x.contiguous(memory_format=torch.channels_last)
+    before = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(winograd.conv2d(x, conv))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(results[0], r) for r in results[1:])
