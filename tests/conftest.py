@@ -26,6 +26,17 @@ def need_shared():
                     "(only developers and CI have ../shared)")
 
 
+@pytest.fixture(scope="module")
+def kernels():
+    """The compiled CPU kernels; the test skips where they cannot be built."""
+    from dreamer.caffe import native
+
+    k = native.kernels()
+    if k is None:
+        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
+    return k
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """Folder holding deploy.prototxt + tiny.caffemodel (current format)."""

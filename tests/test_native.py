@@ -19,14 +19,6 @@ def tiny(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture(scope="module")
-def kernels():
-    k = native.kernels()
-    if k is None:
-        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
-    return k
-
-
 def _pool_both_ways(x, kernel, stride, pad, relu):
     """Blob, int32 positions and gradient from the kernels and from PyTorch's pool."""
     out = []

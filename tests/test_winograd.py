@@ -4,18 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamer.caffe import native, winograd
+from dreamer.caffe import winograd
 from dreamer.caffe.layers import Convolution
 from dreamer.caffe.net import load_net
 from tests.tiny_caffe import make_tiny_model
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    k = native.kernels()
-    if k is None:
-        pytest.skip("the compiled CPU kernels could not be built here (see the log)")
-    return k
 
 
 class _Conv:

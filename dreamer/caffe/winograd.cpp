@@ -37,9 +37,8 @@ inline Vec load(const float* p) {
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 inline Vec broadcast(float x) { return Vec{} + x; }
 
-// r = B^T d for six values d (floats, or vectors of channels)
-template <typename T>
-inline void times_bt(const T* d, T* r) {
+// r = B^T d for six vectors d
+inline void times_bt(const Vec* d, Vec* r) {
   r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
   r[1] = -4.0f * d[1] - 4.0f * d[2] + d[3] + d[4];
   r[2] = 4.0f * d[1] - 4.0f * d[2] - d[3] + d[4];
@@ -48,11 +47,11 @@ inline void times_bt(const T* d, T* r) {
   r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
 }
 
-// r = A^T m for six values m, the first M rows of A^T: row i holds p_j^i at the finite
+// r = A^T m for six vectors m, the first M rows of A^T: row i holds p_j^i at the finite
 // points and 1 at infinity in the last row only
-template <int M, typename T>
-inline void times_at(const T* m, T* r) {
-  const T sum = m[3] + m[4], diff = m[3] - m[4];
+template <int M>
+inline void times_at(const Vec* m, Vec* r) {
+  const Vec sum = m[3] + m[4], diff = m[3] - m[4];
   r[0] = m[0] + m[1] + m[2] + sum;
   r[1] = m[1] - m[2] + 2.0f * diff;
   if constexpr (M > 2) r[2] = m[1] + m[2] + 4.0f * sum;
@@ -175,7 +174,8 @@ void in_lanes(int64_t C, F&& f) {
   for (int64_t c = 0; c < C; c += kLanes) f(c, std::min<int64_t>(kLanes, C - c));
 }
 
-// One chunk of tiles [t0, t0 + n) of image `img`-major order, start to finish.
+// One chunk of tiles [t0, t0 + n) (numbered image by image, row by row), start to finish;
+// v and m are the thread's buffers for the transformed tiles and the products.
 void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
                     const Geometry& g, int64_t t0, int64_t n, std::vector<float>& v,
                     std::vector<float>& m) {
@@ -241,6 +241,7 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
               "x must be a 4-D channels_last float32 CPU tensor");
   TORCH_CHECK(out_h > 0 && out_w > 0 && K > 0, "the output must not be empty");
   TORCH_CHECK(m >= 2 && m <= 4, "tiles make 2x2, 3x3 or 4x4 outputs (kernels of 5, 4, 3)");
+  TORCH_CHECK(pad_h >= 0 && pad_w >= 0, "padding must not be negative");
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t padded = (K + kLanes - 1) / kLanes * kLanes;
   TORCH_CHECK(u.device().is_cpu() && u.scalar_type() == torch::kFloat && u.is_contiguous() &&
@@ -265,10 +266,10 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
   const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> v, m;
+    std::vector<float> tiles, products;
     for (int64_t i = begin; i < end; i++) {
       const int64_t t0 = i * chunk;
-      convolve_chunk(xp, up, bp, yp, g, t0, std::min(chunk, T - t0), v, m);
+      convolve_chunk(xp, up, bp, yp, g, t0, std::min(chunk, T - t0), tiles, products);
     }
   });
   return y;
