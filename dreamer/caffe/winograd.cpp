@@ -35,7 +35,8 @@ inline Vec load(const float* p) {
   return v;
 }
 inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
-inline Vec broadcast(float x) { return Vec{} + x; }
+// x - 0 is x for every x (0 + x is not, for x = -0), so this is a plain broadcast
+inline Vec broadcast(float x) { return x - Vec{}; }
 
 // r = B^T d for six vectors d
 inline void times_bt(const Vec* d, Vec* r) {
@@ -158,14 +159,13 @@ inline void product_block(const float* v, int64_t C, const float* u, float* out,
     for (int j = 0; j < NV; j++) store(out + r * ld + j * kLanes, acc[r][j]);
 }
 
-// All rows of one chunk: blocks of 12 / NV rows (12 accumulators), then the remainder
-// one row block at a time.
+// All rows of one chunk, a multiple of kRowBlock: blocks of 12 / NV rows (12
+// accumulators, enough to hide the multiply-adds' latency).
+constexpr int kRowBlock = 12;
 template <int NV>
 void product(const float* v, int64_t rows, int64_t C, const float* u, float* out, int64_t ld) {
-  constexpr int R = 12 / NV;
-  int64_t r = 0;
-  for (; r + R <= rows; r += R) product_block<R, NV>(v + r * C, C, u, out + r * ld, ld);
-  for (; r < rows; r++) product_block<1, NV>(v + r * C, C, u, out + r * ld, ld);
+  constexpr int R = kRowBlock / NV;
+  for (int64_t r = 0; r < rows; r += R) product_block<R, NV>(v + r * C, C, u, out + r * ld, ld);
 }
 
 // Calls f(c, n) over C channels in vectors: [c, c + n), n = 16 but at a ragged end.
@@ -175,7 +175,9 @@ void in_lanes(int64_t C, F&& f) {
 }
 
 // One chunk of tiles [t0, t0 + n) (numbered image by image, row by row), start to finish;
-// v and m are the thread's buffers for the transformed tiles and the products.
+// v and m are the thread's buffers for the transformed tiles and the products. Their rows
+// are rounded up to whole blocks of the product: the extra rows hold what an earlier chunk
+// left (or zeros), and their products are never read.
 void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
                     const Geometry& g, int64_t t0, int64_t n, std::vector<float>& v,
                     std::vector<float>& m) {
@@ -185,27 +187,30 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
     ty = t / g.tiles_w % g.tiles_h;
     tx = t % g.tiles_w;
   };
-  v.resize(kPositions * n * g.C);
+  const int64_t rows = (n + kRowBlock - 1) / kRowBlock * kRowBlock;
+  v.resize(kPositions * rows * g.C);
   for (int64_t i = 0; i < n; i++) {
     int64_t img, ty, tx;
     origin(t0 + i, img, ty, tx);
     const float* plane = x + img * g.H * g.W * g.C;
     in_lanes(g.C, [&](int64_t c, int64_t lanes) {
       input_tile(plane + c, lanes, g, ty * g.m - g.pad_h, tx * g.m - g.pad_w,
-                 v.data() + i * g.C + c, n * g.C);
+                 v.data() + i * g.C + c, rows * g.C);
     });
   }
-  m.resize(kPositions * n * kPanel);
+  m.resize(kPositions * rows * kPanel);
   const int64_t padded = (g.K + kLanes - 1) / kLanes * kLanes;
   for (int64_t k0 = 0; k0 < padded; k0 += kPanel) {
     const int64_t width = std::min<int64_t>(kPanel, padded - k0);  // 32, or 16 at the end
     const float* panel = u + k0 * kPositions * g.C;
     for (int k = 0; k < kPositions; k++) {
       const float* uk = panel + k * g.C * width;
+      const float* vk = v.data() + k * rows * g.C;
+      float* mk = m.data() + k * rows * width;
       if (width == kPanel)
-        product<2>(v.data() + k * n * g.C, n, g.C, uk, m.data() + k * n * width, width);
+        product<2>(vk, rows, g.C, uk, mk, width);
       else
-        product<1>(v.data() + k * n * g.C, n, g.C, uk, m.data() + k * n * width, width);
+        product<1>(vk, rows, g.C, uk, mk, width);
     }
     const int64_t valid = std::min(width, g.K - k0);
     for (int64_t i = 0; i < n; i++) {
@@ -216,10 +221,11 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
         const float* products = m.data() + i * width + c;
         const float* b = bias ? bias + k0 + c : nullptr;
         const int64_t y0 = ty * g.m, x0 = tx * g.m;
+        const int64_t stride = rows * width;
         switch (g.m) {
-          case 4: output_tile<4>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
-          case 3: output_tile<3>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
-          default: output_tile<2>(products, n * width, lanes, b, plane + c, g, y0, x0); break;
+          case 4: output_tile<4>(products, stride, lanes, b, plane + c, g, y0, x0); break;
+          case 3: output_tile<3>(products, stride, lanes, b, plane + c, g, y0, x0); break;
+          default: output_tile<2>(products, stride, lanes, b, plane + c, g, y0, x0); break;
         }
       });
     }
@@ -256,11 +262,12 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
   auto y = torch::empty({N, K, out_h, out_w},
                         x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t T = N * g.tiles_h * g.tiles_w;
-  // Chunks of up to 24 tiles (a chunk's transformed tiles, 36 x 24 x C floats, stay in
-  // the core's L2 cache), as many for each thread, of equal size.
+  // Chunks of about 24 tiles (a chunk's transformed tiles, 36 x 24 x C floats, stay in
+  // the core's L2 cache), as many for each thread, of equal size in whole blocks of 6
+  // rows (the product's for panels of 32 channels).
   const int64_t threads = at::get_num_threads();
   const int64_t rounds = (T + threads * 24 - 1) / (threads * 24);
-  const int64_t chunk = (T + threads * rounds - 1) / (threads * rounds);
+  const int64_t chunk = (T + threads * rounds - 1) / (threads * rounds) / 6 * 6 + 6;
   const int64_t chunks = (T + chunk - 1) / chunk;
   const float *xp = x.data_ptr<float>(), *up = u.data_ptr<float>();
   const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
