@@ -121,6 +121,16 @@ def test_the_net_runs_its_3x3_stride_1_convolutions_by_winograd(kernels, tiny):
     assert "_WinogradBackward" not in names.values()
 
 
+def test_few_tiles_run_the_direct_convolution(kernels, tiny):
+    # 3x3 on 8x8: 2x2 tiles, fewer than winograd.MIN_TILES[3]; 12x12: 3x3 tiles, enough
+    net = load_net(*tiny)
+    layer = net.layers[net._index["inception_3a/3x3"]]
+    for size, name in ((8, "ConvolutionBackward0"), (12, "_WinogradBackward")):
+        x = torch.randn(1, layer.weight.shape[1], size, size).requires_grad_(True)
+        assert type(layer(x.contiguous(memory_format=torch.channels_last))[0].grad_fn
+                    ).__name__ == name
+
+
 def test_changed_weights_are_transformed_again(kernels, tiny):
     net = load_net(*tiny)
     layer = next(layer for layer in net.layers if getattr(layer, "winograd", False))

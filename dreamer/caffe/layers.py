@@ -101,7 +101,7 @@ class Convolution(CaffeLayer):
         return self._winograd_weights[1]
 
     def forward(self, x):
-        if self.winograd and winograd.takes(x) and min(self._output_size(x)) > 0:
+        if self.winograd and winograd.takes(x) and winograd.worth_it(self, x):
             return (winograd.conv2d(x, self),)
         if self.space_to_depth and x.device.type == "cpu" and x.dim() == 4 \
                 and x.requires_grad and not torch.compiler.is_compiling() \
@@ -109,10 +109,6 @@ class Convolution(CaffeLayer):
             return (_StridedFew.apply(x, self),)
         return (F.conv2d(x, self.weight, self.bias, self.stride, self.padding,
                          self.dilation, self.groups),)
-
-    def _output_size(self, x) -> tuple[int, int]:
-        (kh, kw), (ph, pw), (sh, sw) = self.weight.shape[-2:], self.padding, self.stride
-        return (x.shape[-2] + 2 * ph - kh) // sh + 1, (x.shape[-1] + 2 * pw - kw) // sw + 1
 
 
 class _StridedFew(torch.autograd.Function):

@@ -37,6 +37,11 @@ POINTS = (0, 1, -1, 2, -2)  # and infinity
 TILE = 6  # input tile side: m outputs + r taps - 1
 OUTPUTS = {3: 4, 4: 3, 5: 2}  # kernel side r -> outputs a tile side m
 PANEL, LANES = 32, 16  # winograd.cpp's packing: panels of 32 output channels, of 16 last
+# Each call reads the whole transformed kernel, 36 / r^2 times the direct one's size (4x for
+# 3x3, 1.44x for 5x5): over few tiles that read costs more than the multiplications saved.
+# On GoogLeNet's 3x3 layers the direct convolution won at 6 tiles and fewer, Winograd
+# from 9 on; its 5x5 ones won with Winograd even at 1 tile. 4x4: between, by that ratio.
+MIN_TILES = {3: 9, 4: 5, 5: 1}
 
 
 def kernel_transform(r: int) -> torch.Tensor:
@@ -82,6 +87,14 @@ def applies(conv) -> bool:
     kh, kw = conv.weight.shape[-2:]
     return (kh == kw and kh in OUTPUTS and conv.stride == (1, 1) and conv.dilation == (1, 1)
             and conv.groups == 1 and all(p < kh for p in conv.padding))
+
+
+def worth_it(conv, x: torch.Tensor) -> bool:
+    """Whether conv (that applies) on x makes tiles enough to gain (MIN_TILES)."""
+    r, (ph, pw), m = conv.weight.shape[-1], conv.padding, OUTPUTS[conv.weight.shape[-1]]
+    out_h, out_w = x.shape[-2] + 2 * ph - r + 1, x.shape[-1] + 2 * pw - r + 1
+    tiles = x.shape[0] * -(-out_h // m) * -(-out_w // m)
+    return out_h > 0 and out_w > 0 and tiles >= MIN_TILES[r]
 
 
 def applies_to_gradient(conv) -> bool:
