@@ -267,7 +267,7 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
   // rows (the product's for panels of 32 channels).
   const int64_t threads = at::get_num_threads();
   const int64_t rounds = (T + threads * 24 - 1) / (threads * 24);
-  const int64_t chunk = (T + threads * rounds - 1) / (threads * rounds) / 6 * 6 + 6;
+  const int64_t chunk = ((T + threads * rounds - 1) / (threads * rounds) + 5) / 6 * 6;
   const int64_t chunks = (T + chunk - 1) / chunk;
   const float *xp = x.data_ptr<float>(), *up = u.data_ptr<float>();
   const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
