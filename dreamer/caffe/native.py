@@ -73,9 +73,9 @@ def _build():
                         "LRN (once per machine, about 30 s)")
             folder.mkdir(parents=True, exist_ok=True)
             with _build_lock(folder), _torch_lib_quoted(cpp_extension):
-                module = cpp_extension.load(name, [str(s) for s in SOURCES], build_directory=str(folder),
-                                            verbose=False, extra_cflags=CFLAGS,
-                                            extra_ldflags=["-fopenmp"])
+                module = cpp_extension.load(name, [str(s) for s in SOURCES],
+                                            build_directory=str(folder), verbose=False,
+                                            extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"])
                 _mark_complete(folder / f"{name}.so")
                 return module
     except Exception as e:  # compiler errors, unwritable cache: fall back, never stop

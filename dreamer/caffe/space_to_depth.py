@@ -2,9 +2,9 @@
 
 conv2d(x, w, stride s) = conv2d(unshuffle_s(pad(x)), w'), with w' the kernel zero-padded
 to a multiple of s and each s x s block of taps regrouped into channels: the same sums.
-The stride-1 form suits kernels that a stride does not (oneDNN's fast input gradient,
-Winograd's algorithm), at the cost of a pass over the input, which for a first layer
-on an image (3 channels) is small.
+The input gradient of a first layer on an image (3 channels) is taken in the stride-1
+form, which suits kernels that a stride does not (oneDNN's fast input gradient,
+Winograd's algorithm), then shuffled back.
 """
 from __future__ import annotations
 
@@ -33,13 +33,6 @@ def geometry(size, conv) -> tuple[int, int] | None:
         return None
     th, tw = -(-kh // s), -(-kw // s)  # the regrouped kernel's size
     return s * (out_h + th - 1), s * (out_w + tw - 1)
-
-
-def unshuffle(x: torch.Tensor, conv) -> torch.Tensor:
-    """x padded (and cut) to `geometry`, then space-to-depth: the stride-1 conv's input."""
-    rows, cols = geometry(x.shape[-2:], conv)
-    (h, w), (ph, pw) = x.shape[-2:], conv.padding
-    return F.pixel_unshuffle(F.pad(x, (pw, cols - w - pw, ph, rows - h - ph)), conv.stride[0])
 
 
 def shuffle_back(gs: torch.Tensor, conv, size) -> torch.Tensor:
