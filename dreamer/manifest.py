@@ -14,6 +14,7 @@ import PIL
 import torch
 
 import dreamer
+from dreamer.caffe import autotune
 from dreamer.errors import DreamerError
 from dreamer.frames import write_text
 from dreamer.models import sha1_file
@@ -69,6 +70,16 @@ class Manifest:
     def frames(self) -> dict[int, dict]:
         return {int(k): v for k, v in self.data["frames"].items()}
 
+    def kernel_choices(self) -> dict[str, str]:
+        """Which of the compiled CPU kernels and PyTorch's ops the recorded frames used,
+        per layer, shape and direction (dreamer/caffe/autotune.py); later frames win."""
+        choices: dict[str, str] = {}
+        for _, record in sorted(self.frames.items()):
+            kernels = record.get("kernels")
+            if isinstance(kernels, dict):
+                choices.update(kernels)
+        return choices
+
     def run(self, index: int) -> dict:
         return self.data["runs"][index]
 
@@ -113,6 +124,7 @@ def run_record(config, seed: int, frames, size, model: dict, dream: dict, device
         "model": model,
         "versions": versions(),
         "device": device,
+        "kernels": autotune.setup() if device == "cpu" else None,
         "frames": {"first": frames.first, "last": frames.last, "image_type": frames.image_type,
                    "width": size[0], "height": size[1]},
     }

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from dreamer import models, objectives, resume, schedule, threads, tiles, transforms
+from dreamer.caffe import autotune
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import CompiledNet, pick_device
@@ -199,8 +200,13 @@ class _Run:
                             budget=self.budget)
         state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
         frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        self._save_in_background(k, frame, dict(layer=layer, blend=b,
-                                                seconds=round(timer.lap(), 3)))
+        info = dict(layer=layer, blend=b, seconds=round(timer.lap(), 3))
+        # The kernel choices this frame used first: a resumed run adopts them all
+        kernels = autotune.take_used()
+        if kernels:
+            info["kernels"] = kernels
+            autotune.save()
+        self._save_in_background(k, frame, info)
         return state
 
     def _read(self, k: int) -> np.ndarray:
@@ -341,6 +347,7 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     elif plan.seed_source == "drawn":
         progress.info(f"seed {plan.seed} (repeat this run exactly with --seed {plan.seed})")
 
+    autotune.adopt(manifest.kernel_choices())
     key = resume.params_key(params)
     record = run_record(config, plan.seed, frames, size, model,
                         {"params": params, "key": key, "seed": plan.seed}, str(device), argv)

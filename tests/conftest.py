@@ -20,6 +20,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_caffe import make_tiny_model  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_choices_cache(tmp_path_factory):
+    """The autotuner's disk cache (dreamer/caffe/autotune.py) in a temporary folder, for
+    this process and the runs it starts: tests never write into the user's cache."""
+    folder = tmp_path_factory.mktemp("kernel choices")
+    old = os.environ.get("DREAMER_TUNE_CACHE")
+    os.environ["DREAMER_TUNE_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("DREAMER_TUNE_CACHE", None)
+    else:
+        os.environ["DREAMER_TUNE_CACHE"] = old
+
+
 def need_shared():
     if not (GOOGLENET / "bvlc_googlenet.caffemodel").is_file() or not GOLDEN.is_dir():
         pytest.skip(f"real GoogLeNet and Caffe goldens not found at {SHARED} "

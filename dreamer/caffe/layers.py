@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamer.caffe import native, space_to_depth, winograd
+from dreamer.caffe import autotune, native, space_to_depth, winograd
 from dreamer.caffe.spec import LayerSpec
 from dreamer.errors import DreamerError
 
@@ -126,14 +126,21 @@ class _StridedFew(torch.autograd.Function):
     def backward(ctx, g):
         conv, (n, c, h, w) = ctx.conv, ctx.size
         if conv.winograd_gradient and winograd.takes(g):
-            return winograd.strided_input_gradient(g, conv, (h, w)), None
+            _, dx = autotune.decide(autotune.key(conv.name, "conv", "backward", g.shape),
+                                    lambda: winograd.strided_input_gradient(g, conv, (h, w)),
+                                    lambda: _StridedFew.direct_gradient(g, conv, ctx.size))
+            return dx, None
+        return _StridedFew.direct_gradient(g, conv, ctx.size), None
+
+    @staticmethod
+    def direct_gradient(g, conv, size):
+        """The input gradient by oneDNN, on the space-to-depth input."""
+        n, c, h, w = size
         s = conv.stride[0]
         rows, cols = space_to_depth.geometry((h, w), conv)
-        (gs, _, _) = torch.ops.aten.convolution_backward(
-            g.contiguous(memory_format=torch.channels_last),
-            _like(g, (n, c * s * s, rows // s, cols // s)), conv.weight_s2d, None,
-            [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, False, False])
-        return space_to_depth.shuffle_back(gs, conv, (h, w)), None
+        gs = winograd.input_gradient(g.contiguous(memory_format=torch.channels_last), conv.weight_s2d,
+                                     _like(g, (n, c * s * s, rows // s, cols // s)), 1, 0)
+        return space_to_depth.shuffle_back(gs, conv, (h, w))
 
 
 def _like(g: torch.Tensor, shape) -> torch.Tensor:
@@ -219,7 +226,7 @@ class Pooling(CaffeLayer):
         if torch_geometry:  # PyTorch's pool gives Caffe's output size
             if self.max:
                 return (_MaxPool.apply(x, self.kernel, self.stride, self.pad, out,
-                                      self.fused_relu, self.native),)
+                                      self.fused_relu, self.native, self.name),)
             return (F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True,
                                  count_include_pad=True),)
         return (self._explicit(x, out),)
@@ -234,7 +241,7 @@ class Pooling(CaffeLayer):
         padded = F.pad(x, (pw, extra_w, ph, extra_h), value=fill)
         if self.max:
             return _MaxPool.apply(padded, self.kernel, self.stride, (0, 0), out,
-                                  self.fused_relu, self.native)
+                                  self.fused_relu, self.native, self.name)
         sums = F.avg_pool2d(padded, self.kernel, self.stride) * (kh * kw)
         # Caffe divides by the window clipped to the padded image, not the overhang.
         rows = [min(i * sh - ph + kh, H + ph) - (i * sh - ph) for i in range(out[0])]
@@ -253,22 +260,37 @@ class _MaxPool(torch.autograd.Function):
     the same blob, positions and gradient, bit for bit."""
 
     @staticmethod
-    def forward(ctx, x, kernel, stride, pad, out, relu=False, use_native=False):
-        # out: the pooled size, which PyTorch's ceil mode gives for these arguments
+    def forward(ctx, x, kernel, stride, pad, out, relu=False, use_native=False, name=None):
+        # out: the pooled size, which PyTorch's ceil mode gives for these arguments.
+        # name: the layer's, under which autotune.py keeps which of the two is faster;
+        # without one the kernels run wherever use_native allows.
         ctx.native = use_native and _MaxPool.native_takes(x)
-        if ctx.native:
-            y, where = native.kernels().max_pool_forward(x, *out, *kernel, *stride, *pad, relu)
-        else:
+        ctx.name = name
+        ctx.args = kernel, stride, pad
+        ctx.input_layout = x.shape, x.stride()
+
+        def by_kernels():
+            return native.kernels().max_pool_forward(x, *out, *kernel, *stride, *pad, relu)
+
+        def by_torch():
             y, where = F.max_pool2d(x, kernel, stride, pad, ceil_mode=True,
                                     return_indices=True)
             if x.shape[-2] * x.shape[-1] < 2 ** 31:
                 where = where.to(torch.int32)
-            if relu:
-                y = y.relu_()
+            return y.relu_() if relu else y, where
+
+        y, where = _MaxPool._tuned(ctx, "forward", x.shape, by_kernels, by_torch)
         ctx.save_for_backward(where, y if relu else None)
-        ctx.args = kernel, stride, pad
-        ctx.input_layout = x.shape, x.stride()
         return y
+
+    @staticmethod
+    def _tuned(ctx, direction, shape, by_kernels, by_torch):
+        """by_kernels() or by_torch(): the kernels' positions and gradients are PyTorch's
+        bit for bit, so each direction may take either."""
+        if not ctx.native:
+            return by_torch()
+        k = autotune.key(ctx.name, "maxpool", direction, shape)
+        return autotune.decide(k, by_kernels, by_torch)[1]
 
     @staticmethod
     def native_takes(x: torch.Tensor) -> bool:
@@ -280,18 +302,21 @@ class _MaxPool(torch.autograd.Function):
         where, y = ctx.saved_tensors
         kernel, stride, pad = ctx.args
         shape, strides = ctx.input_layout
-        if ctx.native:
-            g = g.contiguous(memory_format=torch.channels_last)
+
+        def by_kernels():
             relu_out = y if y is not None else g.new_empty(0)
-            dx = native.kernels().max_pool_backward(g, where, relu_out, *shape[-2:], *kernel,
-                                                    *stride, *pad)
-            return dx, None, None, None, None, None, None
-        if y is not None:
-            g = torch.ops.aten.threshold_backward(g, y, 0)
-        like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
-        dx = torch.ops.aten.max_pool2d_with_indices_backward(
-            g, like, kernel, stride, pad, (1, 1), True, where.long())
-        return dx, None, None, None, None, None, None
+            return native.kernels().max_pool_backward(
+                g.contiguous(memory_format=torch.channels_last), where, relu_out,
+                *shape[-2:], *kernel, *stride, *pad)
+
+        def by_torch():
+            grad = g if y is None else torch.ops.aten.threshold_backward(g, y, 0)
+            like = torch.empty_strided(shape, strides, dtype=g.dtype, device=g.device)
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                grad, like, kernel, stride, pad, (1, 1), True, where.long())
+
+        dx = _MaxPool._tuned(ctx, "backward", g.shape, by_kernels, by_torch)
+        return dx, None, None, None, None, None, None, None
 
 
 class LRN(CaffeLayer):
@@ -320,15 +345,35 @@ class LRN(CaffeLayer):
             wide = x if x.dtype in (torch.float32, torch.float64) else x.float()
             with autocast_or_off(x.device.type, None):
                 if self.native and native.usable(wide):
-                    y = _NativeLRN.apply(wide, self.size, self.alpha, self.k, self.beta)
+                    y = self._tuned(wide)
                 else:
-                    y = _LRNAcross.apply(wide, self.band(x.shape[1], wide), self.k,
-                                         self.beta)
+                    y = self._by_torch(wide)
             return (y.to(x.dtype),)
         pad = (self.size - 1) // 2
         avg = F.avg_pool2d(x * x, self.size, 1, pad, count_include_pad=True)
         scale = avg * self.alpha + 1.0  # Caffe's WITHIN_CHANNEL ignores k
         return (x * scale.pow(-self.beta),)
+
+
+    def _by_torch(self, x):
+        return _LRNAcross.apply(x, self.band(x.shape[1], x), self.k, self.beta)
+
+    def _by_kernels(self, x):
+        return _NativeLRN.apply(x, self.size, self.alpha, self.k, self.beta)
+
+    def _tuned(self, x):
+        """The kernels' LRN or PyTorch's, whichever autotune.py found faster. Each
+        backward needs what its own forward kept, so the two directions are one choice,
+        timed together with a made-up gradient."""
+        def trial(forward):
+            with torch.enable_grad():
+                xd = x.detach().requires_grad_()
+                y = forward(xd)
+                y.backward(torch.ones_like(y))
+        k = autotune.key(self.name, "lrn", "forward+backward", x.shape)
+        return autotune.decide(k, lambda: self._by_kernels(x), lambda: self._by_torch(x),
+                               trials=(lambda: trial(self._by_kernels),
+                                       lambda: trial(self._by_torch)))[1]
 
 
 def autocast_or_off(device_type: str, dtype: torch.dtype | None):

@@ -31,7 +31,7 @@ from fractions import Fraction
 
 import torch
 
-from dreamer.caffe import native, space_to_depth
+from dreamer.caffe import autotune, native, space_to_depth
 
 POINTS = (0, 1, -1, 2, -2)  # and infinity
 TILE = 6  # input tile side: m outputs + r taps - 1
@@ -139,21 +139,40 @@ def _convolve(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None, chann
 
 class _Winograd(torch.autograd.Function):
     """The convolution and its input gradient (the weights are frozen: none for them);
-    keeps nothing of x but its size."""
+    keeps nothing of x but its shape. Each direction runs by Winograd or by PyTorch's
+    own convolution, whichever autotune.py found faster for this layer and shape."""
 
     @staticmethod
     def forward(ctx, x, conv):
         u_forward, _ = conv.winograd_weights()
         r, (ph, pw), (h, w) = conv.weight.shape[-1], conv.padding, x.shape[-2:]
-        ctx.conv, ctx.size = conv, (h, w)
-        return _convolve(x, u_forward, conv.bias, conv.weight.shape[0], r, (ph, pw),
-                         (h + 2 * ph - r + 1, w + 2 * pw - r + 1))
+        ctx.conv, ctx.layout = conv, (x.shape, x.stride())
+        _, y = autotune.decide(
+            autotune.key(getattr(conv, "name", None), "conv", "forward", x.shape),
+            lambda: _convolve(x, u_forward, conv.bias, conv.weight.shape[0], r, (ph, pw),
+                              (h + 2 * ph - r + 1, w + 2 * pw - r + 1)),
+            lambda: torch.nn.functional.conv2d(x, conv.weight, conv.bias, 1, conv.padding))
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        conv = ctx.conv
+        conv, (shape, strides) = ctx.conv, ctx.layout
         _, u_backward = conv.winograd_weights()
         r, (ph, pw) = conv.weight.shape[-1], conv.padding
-        dx = _convolve(g, u_backward, None, conv.weight.shape[1], r, (r - 1 - ph, r - 1 - pw),
-                       ctx.size)
+        _, dx = autotune.decide(
+            autotune.key(getattr(conv, "name", None), "conv", "backward", g.shape),
+            lambda: _convolve(g, u_backward, None, conv.weight.shape[1], r,
+                              (r - 1 - ph, r - 1 - pw), shape[-2:]),
+            lambda: input_gradient(g, conv.weight, torch.empty_strided(
+                shape, strides, dtype=g.dtype, device=g.device), 1, conv.padding))
         return dx, None
+
+
+def input_gradient(g: torch.Tensor, weight: torch.Tensor, like: torch.Tensor, stride,
+                   padding) -> torch.Tensor:
+    """PyTorch's own input gradient of conv2d(x, weight) for an x shaped and laid out as
+    `like` (whose values it never reads): what autograd of F.conv2d computes, bit for bit."""
+    stride, padding = torch.nn.modules.utils._pair(stride), torch.nn.modules.utils._pair(padding)
+    return torch.ops.aten.convolution_backward(
+        g, like, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1,
+        [True, False, False])[0]
