@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from dreamer import ffmpeg
 from dreamer.errors import DreamerError
@@ -30,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # Audio an mp4 holds that plays everywhere; anything else is re-encoded once, to AAC.
 COPY_CODECS = ("aac", "mp3")
+TEMP_PREFIX = "dreamer-"
+# Samples in one packet of the encoders' output: the most their sound may differ from the
+# plan (the last packet is padded to whole).
+PACKET_SAMPLES = {"aac": 1024, "mp3": 1152}
 CRF = 18            # x264: visually lossless for most material, sizes stay sane
 AUDIO_BITRATE = "192k"
 
@@ -81,6 +89,52 @@ def _gapless_range(folder: Path, image_type: str, numbers: set[int], first: int 
     return lo, hi
 
 
+# The bytes every complete file of a type ends with: PNG's IEND chunk, JPEG's EOI marker.
+_ENDINGS = {"png": b"\x00\x00\x00\x00IEND\xaeB`\x82", "jpg": b"\xff\xd9"}
+_TAIL = 64     # bytes read from each frame's end; writers may pad a JPEG after EOI
+
+
+def check_frames_complete(frames: FrameSet) -> None:
+    """Refuses a frame cut short (a full disk, a copy that stopped): ffmpeg would encode
+    what it can of it without a word. Reading each file's last bytes keeps this fast for
+    thousands of frames; only a file without the usual ending is decoded in full."""
+    ending = _ENDINGS[frames.image_type]
+    for k in frames.numbers:
+        path = frames.path(k)
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - _TAIL))
+                tail = f.read()
+        except OSError as e:
+            raise DreamerError(f"cannot read frame {path} ({e.strerror}); fix its "
+                               "permissions or dream it again") from None
+        if ending not in tail and not _decodes(path):
+            raise DreamerError(f"frame {path} is truncated or damaged; dream it again (run "
+                               "stage 2 with the same flags) or re-extract it")
+
+
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return False
+
+
+def bounded_frames(frames: FrameSet, folder: Path) -> FrameSet:
+    """`frames` as a set ffmpeg's image2 input reads to its end and no further: it stops at
+    the first missing number, so when frames follow `last` (a narrowed range), the range
+    is linked into `folder`. This bounds the video without -frames:v, which made ffmpeg 4
+    and 5 close the whole output, sound included, once the video had its frames."""
+    if not frames.path(frames.last + 1).exists():
+        return frames
+    folder.mkdir()
+    for k in frames.numbers:
+        os.symlink(frames.path(k).absolute(), folder / frame_name(k, frames.image_type))
+    return FrameSet(folder, frames.image_type, frames.first, frames.last)
+
+
 def frames_input(exe: str, frames: FrameSet, fps: Fraction) -> list[str]:
     """Input options reading exactly `frames` as a constant-rate video. The pattern type is
     explicit because old ffmpeg defaulted to glob_sequence, where * ? [ in a path match."""
@@ -130,14 +184,50 @@ def check_output(output: Path, overwrite: bool, protect: tuple[Path, ...] = ()) 
 
 @contextmanager
 def partial_output(output: Path, suffix: str):
-    """A temporary name beside `output` for the tool to write to; removed if unused."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=f".part{suffix}",
-                               dir=output.parent)
+    """A temporary name beside `output` for the tool to write to; removed if unused. It
+    holds our pid, so that a later run can tell a killed run's leftover from a live one's."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.{os.getpid()}.",
+                               suffix=f".part{suffix}", dir=output.parent)
     os.close(fd)
     try:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def private_temp_dir():
+    """A temporary folder named dreamer-<pid>-..., removed when done (or, after a kill -9,
+    by the next run: see remove_stale)."""
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+        yield Path(tmp)
+
+
+def _dead(pid: int) -> bool:
+    """Whether no process has this pid (one we may not signal is alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_stale(output: Path, suffix: str) -> None:
+    """Removes what killed runs left: our hidden `.<output name>.<pid>.*.part<suffix>`
+    files beside `output` and `dreamer-<pid>-*` temp folders, where that pid is gone."""
+    part = re.compile(rf"\.{re.escape(output.name)}\.(\d+)\.\w+\.part{re.escape(suffix)}")
+    temp = re.compile(rf"{TEMP_PREFIX}(\d+)-\w+")
+    for folder, pattern, remove in ((output.parent, part, os.unlink),
+                                    (Path(tempfile.gettempdir()), temp, shutil.rmtree)):
+        with suppress(OSError):
+            for name in os.listdir(folder):
+                m = pattern.fullmatch(name)
+                if m and int(m[1]) != os.getpid() and _dead(int(m[1])):
+                    log.debug("removing %s, left by a run that was killed", folder / name)
+                    with suppress(OSError):
+                        remove(folder / name)
 
 
 def publish(tmp: Path, output: Path, overwrite: bool) -> None:
@@ -171,6 +261,7 @@ class AudioPlan:
     index: int | None = None
     sample_rate: int | None = None
     note: str | None = None
+    packet: Fraction = Fraction(0)   # how far the written sound may be off: one packet
 
 
 def plan_audio(info: VideoInfo, start: Fraction, duration: Fraction,
@@ -183,7 +274,11 @@ def plan_audio(info: VideoInfo, start: Fraction, duration: Fraction,
     # Copy only when the packets cover the whole span: copying cannot pad with silence.
     covered = info.audio_start <= start and info.audio_end >= start + duration
     mode = "copy" if can_copy and covered and info.audio_codec in COPY_CODECS else "aac"
-    return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate)
+    rate = info.sample_rate or 48000
+    packet = (info.audio_packet or Fraction(PACKET_SAMPLES["aac"], rate)) if mode == "copy" \
+        else Fraction(PACKET_SAMPLES["aac"], rate)
+    return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate,
+                     packet=packet)
 
 
 def _exact_audio_filter(plan: AudioPlan) -> str:
@@ -212,25 +307,31 @@ def _video_filter(exe: str) -> str:
     return chain
 
 
+def audio_input(plan: AudioPlan, original: Path) -> list[str]:
+    """The original as the sound's input, read from `plan.start` for `plan.duration`.
+    Both as input options: every release seeks and stops an input alike (-ss before -i
+    is sample-accurate when decoding), and they leave the frames' input alone."""
+    args = ["-ss", _seconds(plan.start)] if plan.start > 0 else []
+    return args + ["-t", _seconds(plan.duration), "-i", str(original.absolute())]
+
+
 def ffmpeg_assemble_args(exe: str, frames: FrameSet, fps: Fraction, original: Path,
                          plan: AudioPlan, out: Path, crf: int = CRF) -> list[str]:
-    avconv = ffmpeg.is_avconv(exe)
-    count = frames.last - frames.first + 1
+    """The encode. `frames` must end where the video should (see bounded_frames): there is
+    no -frames:v, whose interplay with the sound differs between releases."""
     args = frames_input(exe, frames, fps)
     if plan.mode != "none":
-        if plan.start > 0:
-            args += ["-ss", _seconds(plan.start)]   # before -i: a sample-accurate seek
-        args += ["-i", str(original.absolute())]
+        args += audio_input(plan, original)
     args += ["-map", "0:v:0"] + (["-map", f"1:{plan.index}"] if plan.mode != "none" else [])
-    args += ["-frames:v", str(count), "-vf", _video_filter(exe), "-c:v", "libx264",
-             "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv420p"]
-    if not avconv:
+    args += ["-vf", _video_filter(exe), "-c:v", "libx264", "-preset", "medium", "-crf",
+             str(crf), "-pix_fmt", "yuv420p"]
+    if not ffmpeg.is_avconv(exe):
         args += ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
     if plan.mode == "copy":
         # Packets before the cut are kept and hidden by the mp4 edit list, so the sound
         # starts at the exact sample; copied packets end within one packet (~21 ms) of
         # the last frame (only re-encoding cuts the end to the sample).
-        args += ["-c:a", "copy", "-copypriorss:a", "1", "-t", _seconds(plan.duration)]
+        args += ["-c:a", "copy", "-copypriorss:a", "1"]
     elif plan.mode == "aac":
         args += ["-af", _exact_audio_filter(plan), "-c:a", "aac", "-b:a", AUDIO_BITRATE]
     return args + ["-movflags", "+faststart", "-f", "mp4", "-y", str(out)]
@@ -263,31 +364,49 @@ def _assemble_mencoder(exe: str, frames: FrameSet, fps: Fraction, size, original
         # mencoder cannot cut to the sample; ffmpeg (always there via imageio-ffmpeg)
         # cuts the sound exactly into a WAV that mencoder then encodes.
         wav = tmp / "audio.wav"
-        args = (["-ss", _seconds(plan.start)] if plan.start > 0 else [])
         ffmpeg.run(ffmpeg.find_ffmpeg(),
-                   args + ["-i", str(original.absolute()), "-map", f"0:{plan.index}",
-                           "-af", _exact_audio_filter(plan), "-c:a", "pcm_s16le", "-f",
-                           "wav", str(wav)], f"cutting the audio of {original}")
+                   audio_input(plan, original) + [
+                       "-map", f"0:{plan.index}", "-af", _exact_audio_filter(plan),
+                       "-c:a", "pcm_s16le", "-f", "wav", str(wav)],
+                   f"cutting the audio of {original}", folder=tmp)
     ffmpeg.run_tool(mencoder_cmd(exe, frames, fps, size, frame_list, wav, out),
-                    f"encoding {frames.folder} with mencoder")
+                    f"encoding {frames.folder} with mencoder", folder=out.parent)
 
 
 # --- stage 3 ---------------------------------------------------------------------------
 
 def _encode(exe: str, tool: str, frames: FrameSet, fps: Fraction, size: tuple[int, int],
             original: Path, plan: AudioPlan, out_path: Path, overwrite: bool,
-            crf: int) -> None:
-    """Encodes into a temporary file beside `out_path` and publishes it when complete,
-    so an interrupted run never leaves a truncated video under the real name."""
-    with tempfile.TemporaryDirectory(prefix="dreamer-") as tmp, \
-            partial_output(out_path, ".mp4") as partial:
+            crf: int) -> ffmpeg.Written:
+    """Encodes into a temporary file beside `out_path`, reads it back and publishes it only
+    when it holds what was planned, so an interrupted or wrong run never leaves a video
+    under the real name. Returns what the file holds."""
+    remove_stale(out_path, ".mp4")
+    with private_temp_dir() as tmp, partial_output(out_path, ".mp4") as partial:
         if tool == "mplayer":
-            _assemble_mencoder(exe, frames, fps, size, original, plan, partial, Path(tmp))
+            _assemble_mencoder(exe, frames, fps, size, original, plan, partial, tmp)
         else:
-            ffmpeg.run(exe, ffmpeg_assemble_args(exe, frames, fps, original, plan, partial,
+            source = bounded_frames(frames, tmp / "frames")
+            ffmpeg.run(exe, ffmpeg_assemble_args(exe, source, fps, original, plan, partial,
                                                  crf), f"encoding {out_path.name}",
-                       progress=True)
+                       progress=True, folder=out_path.parent)
+        written = _check_encoded(exe, tool, partial, out_path, frames, fps, plan)
         publish(partial, out_path, overwrite)
+    return written
+
+
+def _check_encoded(exe: str, tool: str, partial: Path, out_path: Path, frames: FrameSet,
+                   fps: Fraction, plan: AudioPlan) -> ffmpeg.Written:
+    """What the encoder wrote, refused unless it is every frame at `fps` with the sound
+    planned (to within one packet of the encoder, or of the original when copied)."""
+    reader = exe if tool == "ffmpeg" else ffmpeg.find_ffmpeg()
+    slack = plan.packet
+    if tool == "mplayer":
+        slack = Fraction(PACKET_SAMPLES["mp3"], plan.sample_rate or 48000)
+    return ffmpeg.check_written(
+        partial, out_path.name, reader, frames=frames.last - frames.first + 1, fps=fps,
+        audio=plan.duration if plan.mode != "none" else None, audio_slack=slack,
+        writer=exe)
 
 
 def assemble_video(frames_dir: str | Path, original: str | Path, image_type: str | None = None,
@@ -307,15 +426,24 @@ def assemble_video(frames_dir: str | Path, original: str | Path, image_type: str
     exe = tool_exe(tool, 3)
     info = ffmpeg.probe(original)
     size = check_sizes(frames)
+    check_frames_complete(frames)
     fps, video_start = _rate_and_start(frames_dir, original, info)
     count = frames.last - frames.first + 1
     plan = plan_audio(info, video_start + (frames.first - 1) / fps, count / fps,
                       can_copy=tool == "ffmpeg")
     if plan.note:
         log.info(f"note: {plan.note}")
-    _encode(exe, tool, frames, fps, size, original, plan, out_path, overwrite, crf)
-    audio = {"none": "no audio", "copy": "audio copied",
-             "aac": "audio re-encoded to AAC"}[plan.mode]
-    print(f"wrote {out_path}: frames {frames.first}..{frames.last} at {fps} fps "
-          f"({float(count / fps):.3f} s), {audio}")
+    written = _encode(exe, tool, frames, fps, size, original, plan, out_path, overwrite, crf)
+    print(f"wrote {out_path}: {_summary(frames, fps, plan, written)}")
     return out_path
+
+
+def _summary(frames: FrameSet, fps: Fraction, plan: AudioPlan,
+             written: ffmpeg.Written) -> str:
+    """What the file holds, as read back (it matched the plan, or it was refused)."""
+    video = (f"frames {frames.first}..{frames.last} ({written.frames} frames) at {fps} fps "
+             f"({float(written.frames / fps):.3f} s)")
+    if written.audio_seconds is None:
+        return f"{video}, no audio"
+    how = {"copy": "audio copied", "aac": "audio re-encoded to AAC"}.get(plan.mode, "audio")
+    return f"{video}, {how} ({float(written.audio_seconds):.3f} s)"

@@ -173,17 +173,40 @@ def _written_frames(folder: Path, image_type: str) -> int:
     return len(numbers)
 
 
+def expected_frames(info: VideoInfo) -> tuple[int, int]:
+    """(frames extraction should give, by how many that may be off): one per shown packet
+    of a constant-rate video; for a variable rate, its duration at the average rate
+    (the fps filter's rounding at either end may add or drop one)."""
+    if not info.vfr:
+        return info.frame_count, 0
+    return round(info.video_duration * info.fps), 1
+
+
+def _check_count(exe: str, video: Path, info: VideoInfo, count: int) -> None:
+    """Refuses an extraction that did not give the frames the video holds: stage 3 would
+    put the sound out of sync with them."""
+    expected, slack = expected_frames(info)
+    if abs(count - expected) > slack:
+        raise ffmpeg.FFmpegError(
+            f"{ffmpeg.tool_and_version(exe)} wrote {count} frames where {video} holds "
+            f"{expected}; nothing was kept: re-encode the video (ffmpeg -i IN -c:v libx264 "
+            f"OUT.mp4) or try another ffmpeg: {ffmpeg.ENV_VAR}=/path/to/ffmpeg")
+
+
 def _extract_into(work: Path, exe: str, video: Path, info: VideoInfo, image_type: str,
                   tool: str) -> dict:
     """Every frame of `video`, checked, and its record into the private folder `work`;
     returns the record."""
+    frames_dir = work.parent
     if tool == "mplayer":
         ffmpeg.run_tool(mplayer_extract_cmd(exe, video, image_type, work),
                         f"extracting frames from {video}")
     else:
         ffmpeg.run(exe, _extract_args(exe, info, image_type, work),
-                   f"extracting frames from {video}", progress=True)
+                   f"extracting frames from {video}", progress=True, folder=frames_dir)
     count = _written_frames(work, image_type)
+    if tool != "mplayer":
+        _check_count(exe, video, info, count)
     size = check_sizes(FrameSet(work, image_type, 1, count))
     record = _record(info, image_type, count, size, tool)
     (work / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -1,7 +1,6 @@
 """Numbered frames into a looping GIF with a palette made for them, at the source's rate."""
 from __future__ import annotations
 
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,11 +10,14 @@ from dreamer.assemble import (
     default_output,
     frames_input,
     partial_output,
+    private_temp_dir,
     publish,
+    remove_stale,
     scan_frames,
 )
 from dreamer.errors import DreamerError
 from dreamer.extract import find_record
+from dreamer.frames import FrameSet
 
 GIF_MAX_FPS = 50    # GIF delays are centiseconds and browsers slow anything under 2
 
@@ -49,21 +51,26 @@ def _filter_chain(rate: Fraction, width: int | None) -> str:
     return ",".join(filters) or "null"
 
 
-def _write_gif(exe: str, source: list[str], count: str, chain: str, out_path: Path,
-               overwrite: bool) -> None:
-    with tempfile.TemporaryDirectory(prefix="dreamer-") as tmp, \
-            partial_output(out_path, ".gif") as partial:
+def _write_gif(exe: str, source: list[str], count: tuple[int, int], chain: str,
+               out_path: Path, overwrite: bool) -> ffmpeg.Written:
+    """Writes, reads back and publishes the GIF; returns what it holds. The frames' input
+    ends at the last frame, so no -frames:v is needed; `count` is the frames it should
+    hold and by how many that may be off."""
+    remove_stale(out_path, ".gif")
+    with private_temp_dir() as tmp, partial_output(out_path, ".gif") as partial:
         # Two passes: the 256 colours chosen for these frames, then the frames mapped to
         # them; far better than GIF's default palette.
-        palette = Path(tmp) / "palette.png"
-        ffmpeg.run(exe, [*source, "-frames:v", count, "-vf",
-                         f"{chain},palettegen=stats_mode=diff", "-update", "1",
-                         str(palette)], "making the GIF's palette")
-        ffmpeg.run(exe, [*source, "-i", str(palette), "-frames:v", count, "-lavfi",
+        palette = tmp / "palette.png"
+        ffmpeg.run(exe, [*source, "-vf", f"{chain},palettegen=stats_mode=diff", "-update",
+                         "1", str(palette)], "making the GIF's palette", folder=tmp)
+        ffmpeg.run(exe, [*source, "-i", str(palette), "-lavfi",
                          f"[0:v]{chain}[x];[x][1:v]paletteuse=dither=sierra2_4a",
                          "-loop", "0", "-f", "gif", "-y", str(partial)],
-                   f"writing {out_path.name}")
+                   f"writing {out_path.name}", folder=out_path.parent)
+        written = ffmpeg.check_written(partial, out_path.name, exe, frames=count[0],
+                                       frame_slack=count[1])
         publish(partial, out_path, overwrite)
+    return written
 
 
 def make_gif(frames_dir: str | Path, output: str | Path | None = None,
@@ -81,7 +88,17 @@ def make_gif(frames_dir: str | Path, output: str | Path | None = None,
     chain = _filter_chain(rate, width)
     exe = ffmpeg.find_ffmpeg()
     source = frames_input(exe, frames, rate)
-    count = str(frames.last - frames.first + 1)
-    _write_gif(exe, source, count, chain, out_path, overwrite)
-    print(f"wrote {out_path}: frames {frames.first}..{frames.last} at {rate} fps")
+    written = _write_gif(exe, source, _gif_frames(frames, rate), chain, out_path, overwrite)
+    shown = min(rate, GIF_MAX_FPS)
+    print(f"wrote {out_path}: frames {frames.first}..{frames.last} ({written.frames} "
+          f"frames) at {shown} fps")
     return out_path
+
+
+def _gif_frames(frames: FrameSet, rate: Fraction) -> tuple[int, int]:
+    """(frames the GIF should hold, by how many that may be off): all of them, or about
+    as many as `fps=50` keeps of a faster run (its rounding may add or drop one)."""
+    count = frames.last - frames.first + 1
+    if rate <= GIF_MAX_FPS:
+        return count, 0
+    return max(1, round(count * GIF_MAX_FPS / rate)), 1

@@ -62,6 +62,8 @@ def make_clip(ff: str, path: Path, *, rate="30", size="96x64", seconds=2.0, audi
     elif audio == "chirp":
         args += ["-f", "lavfi", "-i",
                  f"aevalsrc=0.5*sin(2*PI*(300*t+200*t*t)):s={RATE}:d={seconds}"]
+    if video_offset:    # keep the gap: 5.1 would fill it with copies of the first frame
+        args += ffmpeg.passthrough_flags(ff)
     if vfr:   # every frame for 1 s, then every third: 50 frames in 3 s
         version = ffmpeg.version_of(ff)
         mode = ["-vsync", "vfr"] if version and version < (5, 1) else ["-fps_mode", "vfr"]
@@ -111,14 +113,23 @@ def pcm(ff: str, path: Path) -> np.ndarray:
     return np.frombuffer(out, dtype=np.float32)
 
 
+def end_slack(ff: str) -> int:
+    """Samples an AAC track made by `ff` may run past its cut: 9.0's mp4 edit list hides
+    the encoder's padding of the last packet, 5.1's does not (releases in between are
+    unverified, so they get 5.1's allowance: one packet)."""
+    version = ffmpeg.version_of(ff)
+    return 2 if version is None or version >= (7, 0) else 1024
+
+
 def ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 def best_lag(out: np.ndarray, ref: np.ndarray, start: int, search: int = 960
              ) -> tuple[int, float]:
-    """The shift (in samples) at which `out` best matches `ref` from sample `start`."""
-    seg = out[search:len(out) - search]
+    """The shift (in samples) at which `out` best matches `ref` from sample `start`; what
+    `out` holds beyond the end of `ref` (an encoder's padding) is left out."""
+    seg = out[search:min(len(out), len(ref) - start) - search]
     scores = {lag: ncc(seg, ref[start + search + lag:start + search + lag + len(seg)])
               for lag in range(-search, search + 1)}
     lag = max(scores, key=scores.get)
@@ -295,7 +306,7 @@ def test_stage3_reencodes_other_audio_exactly_in_sync(ff, clips, tmp_path):
     info = ffmpeg.probe(out)
     assert info.fps == 30 and info.audio_codec == "aac"
     sound, original = pcm(ff, out), pcm(ff, clips["flac"])
-    assert abs(len(sound) - RATE) <= 2          # 30 frames at 30 fps: exactly 1 s
+    assert abs(len(sound) - RATE) <= end_slack(ff)     # 30 frames at 30 fps: 1 s
     lag, score = best_lag(sound, original, start=RATE)     # frame 31 is at 1.000 s
     assert abs(lag) <= 2 and score > 0.99
     assert ncc(sound[:480], original[RATE:RATE + 480]) > 0.95   # no silence in front
@@ -616,8 +627,11 @@ def test_assemble_command_is_an_argument_list(monkeypatch):
     assert args[args.index("-framerate") + 1] == "30000/1001"
     assert args[args.index("-start_number") + 1] == "101"
     assert "/a b/100%% 'x'/%08d.png" in args
-    assert args[args.index("-frames:v") + 1] == "150"
-    assert args[args.index("-ss") + 1] == "3.333333"
+    # No -frames:v (5.1 ends the sound with it): the frames' input ends at frame 250, and
+    # the sound's input is cut by -ss/-t in front of it.
+    assert "-frames:v" not in args and "-shortest" not in args
+    original = args.index("/v/o.mp4")
+    assert args[original - 5:original] == ["-ss", "3.333333", "-t", "5.000000", "-i"]
     assert args[args.index("-c:a") + 1] == "copy"
     assert "+faststart" in args and "yuv420p" in args
 
