@@ -4,9 +4,10 @@ For each size and end layer it dreams frames with the default parameters and pri
 median seconds per frame (after a warm-up frame), the GFLOP a frame costs (counted with
 torch's FlopCounterMode, not estimated), the GFLOP/s achieved (and its share of the float32
 peak a large matrix product reaches on the same device), peak memory and the device;
-then the same frames with `reference_dream`, a straightforward port of the original
-(numpy/scipy pyramid and np.roll, weights that get gradients, PyTorch's own LRN), and the
-speed ratio between the two.
+then, on the CPU, the same frames without the compiled kernels (DREAMER_NATIVE=0: the
+kernels must never be slower than PyTorch's own operations), and with `reference_dream`,
+a straightforward port of the original (numpy/scipy pyramid and np.roll, weights that get
+gradients, PyTorch's own LRN), and each one's time over the fast one's.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamer import models, schedule, threads, transforms
-from dreamer.caffe import native
+from dreamer.caffe import autotune, native
 from dreamer.caffe.layers import LRN, Convolution, InnerProduct, Pooling
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.device import CompiledNet, pick_device
@@ -280,9 +281,28 @@ def describe_device(device: torch.device) -> str:
     except OSError:
         pass
     # (builds the kernels now, if this is their first use, not inside a timed frame)
-    kernels = "compiled" if native.kernels() is not None else "PyTorch's (none compiled)"
+    if native.kernels() is None:
+        kernels = "PyTorch's (none compiled)"
+    else:
+        variant = getattr(native, "variant", lambda: "compiled")()
+        kernels = f"{variant}, DREAMER_NATIVE={autotune.mode()}"
     return (f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs; "
             f"convolution (Winograd), pooling and LRN kernels: {kernels}")
+
+
+def without_kernels(dream_one):
+    """dream_one as DREAMER_NATIVE=0 runs it: PyTorch's own operations only."""
+    def run(k):
+        old = os.environ.get("DREAMER_NATIVE")
+        os.environ["DREAMER_NATIVE"] = "0"
+        try:
+            return dream_one(k)
+        finally:
+            if old is None:
+                del os.environ["DREAMER_NATIVE"]
+            else:
+                os.environ["DREAMER_NATIVE"] = old
+    return run
 
 
 def make_runner(net: CaffeNet, args):
@@ -332,8 +352,8 @@ def run(args: argparse.Namespace) -> int:
           "warm-up")
     peak = matmul_peak(device)
     print(f"float32 peak, measured by a 2048x2048 matrix product: {peak:.0f} GFLOP/s")
-    header = (f"{'size':>9}  {'end':<20} {'impl':<9} {'s/frame':>8} {'GFLOP/frame':>11} "
-              f"{'GFLOP/s':>8} {'of peak':>7} {'peak MB':>8} {'ref/fast':>8}")
+    header = (f"{'size':>9}  {'end':<20} {'impl':<10} {'s/frame':>8} {'GFLOP/frame':>11} "
+              f"{'GFLOP/s':>8} {'of peak':>7} {'peak MB':>8} {'vs fast':>8}")
     print(header)
     print("-" * len(header))
     for w, h in args.sizes:
@@ -353,13 +373,18 @@ def run(args: argparse.Namespace) -> int:
                                        schedule.jitter_offsets(SEED, k + 1, p.jitter), MEAN,
                                        p, device)
 
-            impls = {"fast": fast, **({"reference": plain} if ref is not None else {})}
+            impls = {"fast": fast}
+            if device.type == "cpu" and autotune.mode() != "off" and not args.compile:
+                impls["no-kernels"] = without_kernels(fast)  # the kernels must never lose
+            if ref is not None:
+                impls["reference"] = plain
             results = time_frames(impls, args.frames, device, memory)
             for name, (s, mb) in results.items():
                 ratio = f"{s / results['fast'][0]:7.2f}x" if name != "fast" else ""
-                print(f"{w:>4}x{h:<4}  {end:<20} {name:<9} {s:8.2f} {gflop:11.1f} "
+                print(f"{w:>4}x{h:<4}  {end:<20} {name:<10} {s:8.2f} {gflop:11.1f} "
                       f"{gflop / s:8.1f} {gflop / s / peak:7.0%} {mb:8.0f} {ratio:>8}",
                       flush=True)
+            autotune.save()
     if args.memory_size:
         w, h = args.memory_size
         iterations = 1 if args.quick else p.iter_n

@@ -150,8 +150,12 @@ def _run_main(tiny, capsys, *extra):
 def test_main_prints_a_row_per_size_end_and_implementation(tiny, capsys):
     out = _run_main(tiny, capsys)
     rows = [line for line in out.splitlines() if line.strip().startswith("64x48")]
-    assert len(rows) == 4 and sum("reference" in r for r in rows) == 2
+    impls = [r.split()[2] for r in rows]
+    with_kernels = bench.native.kernels() is not None
+    assert impls == (["fast"] + ["no-kernels"] * with_kernels + ["reference"]) * 2  # 2 ends
     assert "peak memory" in out and "GFLOP" in out
+    if with_kernels:
+        assert "DREAMER_NATIVE=auto" in out
 
 
 def test_too_small_a_size_is_one_line(tiny, capsys):

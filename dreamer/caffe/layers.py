@@ -370,7 +370,7 @@ class LRN(CaffeLayer):
                 xd = x.detach().requires_grad_()
                 y = forward(xd)
                 y.backward(torch.ones_like(y))
-        k = autotune.key(self.name, "lrn", "forward+backward", x.shape)
+        k = autotune.key(getattr(self, "name", None), "lrn", "forward+backward", x.shape)
         return autotune.decide(k, lambda: self._by_kernels(x), lambda: self._by_torch(x),
                                trials=(lambda: trial(self._by_kernels),
                                        lambda: trial(self._by_torch)))[1]
