@@ -21,6 +21,7 @@ USAGE = """usage: dreamvideo COMMAND [ARGS...]
   models    list | download NAME | verify NAME: the Caffe models
   bench     speed benchmark (s/frame, GFLOP/s, memory; --quick)
   demo      build a sample clip, dream it, write demo/*_done.mp4 and a contact sheet
+  doctor    which ffmpeg, CPU and compiled kernels this machine runs with
 
 `dreamvideo COMMAND -h` tells more."""
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "dream": ("dreamer.dream_cli", "main"),
     "bench": ("dreamer.bench", "main"),
     "demo": ("dreamer.demo", "main"),
+    "doctor": ("dreamer.doctor", "main"),
 }
 STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
