@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,12 +35,38 @@ RATE = 48000     # sample rate of every test tone
 
 # --- helpers -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def ff() -> str:
+def distinct_ffmpegs() -> list[str]:
+    """Every different ffmpeg here: $DREAMER_FFMPEG's, PATH's and imageio-ffmpeg's, one
+    per binary and release (a link to the same file, or the same release, counts once)."""
+    candidates = [os.environ.get(ffmpeg.ENV_VAR), shutil.which("ffmpeg")]
     try:
-        return ffmpeg.find_ffmpeg()
-    except DreamerError as e:
-        pytest.skip(f"no ffmpeg: {e}")
+        import imageio_ffmpeg
+        candidates.append(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError, OSError):
+        pass
+    found, seen = [], set()
+    for exe in filter(None, candidates):
+        version = ffmpeg.version_string(exe) if os.access(exe, os.X_OK) else None
+        keys = {os.path.realpath(exe), version}
+        if version and not keys & seen:
+            seen |= keys
+            found.append(exe)
+    return found
+
+
+FFMPEGS = distinct_ffmpegs()
+
+
+@pytest.fixture(scope="module", params=FFMPEGS or [None],
+                ids=[f"ffmpeg-{ffmpeg.version_string(f)}" for f in FFMPEGS] or ["none"])
+def ff(request) -> str:
+    """Each ffmpeg found in turn, named to the code under test by $DREAMER_FFMPEG (child
+    processes inherit it)."""
+    if request.param is None:
+        pytest.skip("no ffmpeg (neither on PATH nor from imageio-ffmpeg)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ffmpeg.ENV_VAR, request.param)
+        yield request.param
 
 
 def make_clip(ff: str, path: Path, *, rate="30", size="96x64", seconds=2.0, audio="sine",
@@ -359,7 +386,7 @@ def test_stage3_output_name_overwrite_and_faststart(ff, clips, tmp_path):
 
 
 def fake_encoder(ff: str, tmp_path: Path, then: str) -> tuple[Path, Path]:
-    """An ffmpeg on PATH that, when asked to encode H.264, writes part of its output and
+    """An ffmpeg (bin/ffmpeg, for $DREAMER_FFMPEG) that, when asked to encode H.264, writes part of its output and
     then runs `then` (fail, hang ...); everything else goes to the real ffmpeg."""
     fake_bin, tmpdir = tmp_path / "bin", tmp_path / "tmp"
     fake_bin.mkdir()
@@ -381,7 +408,7 @@ def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
     frames = frames_of(ff, clips, tmp_path, "cfr")
     fake_bin, tmpdir = fake_encoder(ff, tmp_path, 'echo "Error: disk full" >&2; exit 1')
     result = script("3_frames2movie.sh", frames, clips["cfr"], cwd=tmp_path,
-                    env={"TMPDIR": str(tmpdir), "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+                    env={"TMPDIR": str(tmpdir), ffmpeg.ENV_VAR: str(fake_bin / "ffmpeg")})
     assert_one_line_error(result, "failed", "disk full")
     assert list(tmpdir.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "cfr_frames", "tmp"]
@@ -392,7 +419,7 @@ def test_stage3_sigterm_stops_ffmpeg_and_cleans_up(ff, clips, tmp_path):
     frames = frames_of(ff, clips, tmp_path, "cfr")
     fake_bin, tmpdir = fake_encoder(ff, tmp_path, "exec sleep 60")
     env = {**os.environ, "DREAMER_PYTHON": sys.executable, "TMPDIR": str(tmpdir),
-           "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+           ffmpeg.ENV_VAR: str(fake_bin / "ffmpeg")}
     proc = subprocess.Popen([str(REPO / "3_frames2movie.sh"), str(frames), str(clips["cfr"])],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     for _ in range(200):
@@ -559,6 +586,292 @@ def test_all_in_one_command(ff, clips, tmp_path, tiny_model):
     assert abs(lag) <= 2 and score > 0.99
 
 
+# --- the sound survives every ffmpeg; what is written is read back --------------------
+
+FFPROBE = shutil.which("ffprobe") or ("/usr/bin/ffprobe" if os.access("/usr/bin/ffprobe",
+                                                                      os.X_OK) else None)
+
+# (name, seconds, size, frame rate, audio codec, container): the 20 s clip is tiny so that
+# it takes seconds; PCM cannot be copied into an mp4, so it is re-encoded.
+SOUND_CLIPS = [("aac-1s", 1, "96x64", "30", "aac", "mp4"),
+               ("aac-8s", 8, "96x64", "30", "aac", "mp4"),
+               ("aac-20s", 20, "64x48", "10", "aac", "mp4"),
+               ("pcm-4s", 4, "64x48", "30", "pcm_s16le", "mov")]
+
+
+def streams_written(ff: str, path: Path) -> tuple[int, float | None]:
+    """(video frames, seconds of sound or None) by ffprobe where there is one, else by
+    the project's own reader (ffmpeg alone)."""
+    if FFPROBE is None:
+        got = ffmpeg.measure(path, ff)
+        return got.frames, None if got.audio_seconds is None else float(got.audio_seconds)
+    out = subprocess.run([FFPROBE, "-v", "error", "-count_packets", "-show_entries",
+                          "stream=codec_type,duration,nb_read_packets", "-of", "json",
+                          str(path)], check=True, capture_output=True, text=True).stdout
+    streams = {s["codec_type"]: s for s in json.loads(out)["streams"]}
+    audio = float(streams["audio"]["duration"]) if "audio" in streams else None
+    return int(streams["video"]["nb_read_packets"]), audio
+
+
+@pytest.mark.parametrize("name, seconds, size, rate, acodec, container", SOUND_CLIPS,
+                         ids=[c[0] for c in SOUND_CLIPS])
+def test_stage3_keeps_all_of_the_sound(ff, tmp_path, capsys, name, seconds, size, rate,
+                                       acodec, container):
+    """The whole clip back: every frame, and the sound for as long as the frames (one
+    AAC packet at most over), whichever ffmpeg. 5.1 used to stop the sound at 3.04 s of
+    8 s, and at 0.023 s of a re-encoded 4 s PCM track, while saying it was copied."""
+    clip = make_clip(ff, tmp_path / f"{name}.{container}", rate=rate, size=size,
+                     seconds=seconds, acodec=acodec)
+    frames = extract.extract_frames(clip, tmp_path / "frames", "png")
+    count = round(seconds * int(rate))
+    assert frames["frame_count"] == count
+    assemble.assemble_video(tmp_path / "frames", clip, output=tmp_path / "out.mp4")
+    summary = capsys.readouterr().out
+    assert ("audio copied" if acodec == "aac" else "re-encoded to AAC") in summary
+    video, audio = streams_written(ff, tmp_path / "out.mp4")
+    assert video == count
+    assert audio is not None and -0.001 <= audio - seconds <= 1024 / RATE + 0.001, audio
+    said = re.search(r", audio [^(]*\((\d+\.\d+) s\)$", summary.strip())   # as read back
+    assert said and 0 <= float(said[1]) - seconds <= 1024 / RATE, summary
+    sound = pcm(ff, tmp_path / "out.mp4")     # decoded: really there, and not silence
+    assert abs(len(sound) / RATE - seconds) <= 1024 / RATE
+    assert np.abs(sound[-RATE // 10:]).max() > 0.1
+
+
+def test_stage3_range_before_more_frames(ff, clips, tmp_path):
+    """Frames 11..40 of a folder holding 1..60 (a narrowed run, as `dreamvideo all -ef`
+    makes): 30 frames and 1 s of sound from frame 11's time, nothing of frames 41..60."""
+    frames = frames_of(ff, clips, tmp_path, "ntsc")
+    out = assemble.assemble_video(frames, clips["ntsc"], output=tmp_path / "out.mp4",
+                                  first=11, last=40)
+    got = ffmpeg.measure(out, ff)
+    assert got.frames == 30 and got.fps == NTSC
+    assert abs(got.audio_seconds - 30 / NTSC) <= Fraction(1024, RATE)
+    sound, original = pcm(ff, out), pcm(ff, clips["ntsc"])
+    lag, score = best_lag(sound, original, start=round(10 / NTSC * RATE))
+    assert abs(lag) <= 2 and score > 0.99, (lag, score)
+
+
+def test_wrong_sound_is_refused_not_published(ff, clips, tmp_path, monkeypatch):
+    """An ffmpeg that writes less sound than planned (as 5.1 did): one line naming the
+    release and what is wrong; neither the video nor its partial file is left."""
+    frames = frames_of(ff, clips, tmp_path, "cfr")
+    real = assemble.audio_input
+
+    def cut_short(plan, original):
+        args = real(plan, original)
+        args[args.index("-t") + 1] = "0.5"
+        return args
+    monkeypatch.setattr(assemble, "audio_input", cut_short)
+    with pytest.raises(FFmpegError) as info:
+        assemble.assemble_video(frames, clips["cfr"], output=tmp_path / "out.mp4")
+    message = str(info.value)
+    assert f"ffmpeg {ffmpeg.version_string(ff)} wrote 0.5" in message, message
+    assert "s of sound where 2.000 s were planned" in message and "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfr_frames"]
+
+
+def test_stage1_refuses_missing_frames(ff, clips, tmp_path, monkeypatch):
+    real = extract._extract_args
+    monkeypatch.setattr(extract, "_extract_args", lambda exe, info, image_type, folder: [
+        *real(exe, info, image_type, folder)[:-1], "-frames:v", "10",
+        real(exe, info, image_type, folder)[-1]])
+    with pytest.raises(FFmpegError, match=r"wrote 10 frames where .* holds 60"):
+        extract.extract_frames(clips["cfr"], tmp_path / "frames", "png")
+    assert not (tmp_path / "frames").exists()
+
+
+# --- choosing the ffmpeg ---------------------------------------------------------------
+
+def test_dreamer_ffmpeg_picks_the_binary(ff, monkeypatch):
+    monkeypatch.setenv(ffmpeg.ENV_VAR, ff)
+    assert ffmpeg.find_ffmpeg() == ff
+    assert ffmpeg.describe() == f"ffmpeg: {ff} ({ffmpeg.version_string(ff)}, DREAMER_FFMPEG)"
+    monkeypatch.delenv(ffmpeg.ENV_VAR)
+    monkeypatch.setattr(shutil, "which", lambda name: ff)
+    assert ffmpeg.describe().endswith(", from PATH)")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert ffmpeg.describe().endswith(", imageio-ffmpeg)")
+
+
+def test_version_string_reads_releases_and_builds(monkeypatch):
+    for first_line, version in (
+            ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026", "5.1.9"),
+            ("ffmpeg version n9.0.2-17-g2a571b6068-20260930 Copyright", "9.0.2"),
+            ("ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright", "4.4.2"),
+            ("ffmpeg version N-112345-gabcdef Copyright", "N-112345-gabcdef")):
+        monkeypatch.setattr(ffmpeg, "_version_text", lambda exe, t=first_line: t)
+        assert ffmpeg.version_string("x") == version
+    monkeypatch.setattr(ffmpeg, "_version_text", lambda exe: "ffmpeg version 4.4.2-0ubuntu")
+    assert ffmpeg.version_of("x") == (4, 4)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not executable", "not ffmpeg"])
+def test_bad_dreamer_ffmpeg_is_one_line(tmp_path, kind):
+    exe = tmp_path / "my ffmpeg"
+    if kind != "missing":
+        exe.write_text("#!/bin/sh\nexit 3\n")
+        exe.chmod(0o644 if kind == "not executable" else 0o755)
+    Image.new("RGB", (8, 8)).save(tmp_path / "00000001.png")
+    result = script("3_frames2movie.sh", tmp_path, tmp_path / "v.mp4", "-o",
+                    tmp_path / "o.mp4", cwd=tmp_path, env={ffmpeg.ENV_VAR: str(exe)})
+    assert_one_line_error(result, "DREAMER_FFMPEG", {
+        "missing": "does not exist", "not executable": "not executable",
+        "not ffmpeg": "does not run as ffmpeg"}[kind])
+
+
+# --- defects: kill -9, truncated frames, a full disk -----------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_kill_9_takes_ffmpeg_along_and_the_next_run_cleans_up(ff, clips, tmp_path):
+    """kill -9 of Python mid-encode: its ffmpeg dies with it; the hidden partial video and
+    the temp folder it left are removed by the next run, which succeeds."""
+    frames = frames_of(ff, clips, tmp_path, "cfr")
+    fake_bin, tmpdir = fake_encoder(ff, tmp_path, "exec sleep 60")
+    env = {**os.environ, "DREAMER_PYTHON": sys.executable, "TMPDIR": str(tmpdir),
+           ffmpeg.ENV_VAR: str(fake_bin / "ffmpeg")}
+    proc = subprocess.Popen([str(REPO / "3_frames2movie.sh"), str(frames), str(clips["cfr"])],
+                            cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    encoder = []
+    for _ in range(400):
+        encoder = [p for p in _children(proc.pid)
+                   if (Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep"))]
+        if encoder:
+            break
+        time.sleep(0.05)
+    assert encoder, "the encode never started"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 2
+    while _alive(encoder[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(encoder[0]), "ffmpeg outlived the Python that ran it"
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".part.mp4")]   # left behind
+    assert list(tmpdir.iterdir())
+
+    again = script("3_frames2movie.sh", frames, clips["cfr"], cwd=tmp_path,
+                   env={"TMPDIR": str(tmpdir), ffmpeg.ENV_VAR: ff})
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bin", "cfr_frames", "cfr_frames_done.mp4", "tmp"]
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_stale_parts_of_live_runs_and_other_files_are_kept(tmp_path):
+    out = tmp_path / "x.mp4"
+    live = tmp_path / f".x.mp4.{os.getppid()}.abcd1234.part.mp4"
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    dead = tmp_path / f".x.mp4.{dead_pid.pid}.abcd1234.part.mp4"
+    other = tmp_path / f".y.mp4.{dead_pid.pid}.abcd1234.part.mp4"
+    mine = tmp_path / f"x.mp4.{dead_pid.pid}.abcd1234.part.mp4"     # not hidden: not ours
+    for p in (live, dead, other, mine):
+        p.write_bytes(b"")
+    assemble.remove_stale(out, ".mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (live, other, mine))
+
+
+@pytest.mark.parametrize("image_type", ["png", "jpg"])
+def test_stage3_refuses_a_truncated_frame(ff, clips, tmp_path, image_type):
+    frames = frames_of(ff, clips, tmp_path, "cfr", image_type)
+    cut = frames / f"00000031.{image_type}"
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 2])
+    before = tree_hashes(tmp_path)
+    result = script("3_frames2movie.sh", frames, clips["cfr"], cwd=tmp_path)
+    assert_one_line_error(result, f"00000031.{image_type}", "truncated", "dream it again")
+    assert tree_hashes(tmp_path) == before
+
+
+def test_frame_check_is_fast(tmp_path):
+    """3000 frames checked in well under a second: only their last bytes are read."""
+    paths = write_frames_fast(tmp_path, 3000)
+    start = time.perf_counter()
+    assemble.check_frames_complete(FrameSet(tmp_path, "png", 1, len(paths)))
+    assert time.perf_counter() - start < 1.0
+
+
+def write_frames_fast(folder: Path, n: int) -> list[Path]:
+    one = folder / "one.png"
+    Image.new("RGB", (64, 48), "blue").save(one)
+    data = one.read_bytes()
+    one.unlink()
+    paths = [folder / f"{k:08d}.png" for k in range(1, n + 1)]
+    for p in paths:
+        p.write_bytes(data)
+    return paths
+
+
+def test_reason_says_disk_full_and_skips_repeats():
+    tail = ("[image2 @ 0x55d] Could not write frame 31\n"
+            "[vost#0:0/png @ 0x55e] Error submitting a packet: No space left on device\n"
+            "    Last message repeated 2 times\n"
+            "Conversion failed!\n")
+    assert ffmpeg._reason(tail, Path("/data/frames")) == (
+        "no space left on device on /data/frames; free some space")
+    tail = "[mp4 @ 0x1] Invalid argument in stream 1\n    Last message repeated 2 times\n"
+    assert ffmpeg._reason(tail) == "Invalid argument in stream 1"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 200 kB file system (a tmpfs: needs root), unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                       check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=30)
+
+
+def test_full_disk_is_said_plainly(ff, clips, tmp_path, tiny_disk):
+    """Stage 1 and stage 3 on a full disk: "no space left on device on <folder>", not
+    ffmpeg's last line ("Last message repeated 2 times")."""
+    result = script("1_movie2frames.sh", clips["ntsc"], tiny_disk / "frames", cwd=tmp_path)
+    assert_one_line_error(result, "no space left on device", str(tiny_disk / "frames"),
+                          "free some space")
+    assert os.listdir(tiny_disk) == []
+    frames = tmp_path / "frames"
+    write_noise_frames(frames, 40)
+    result = script("3_frames2movie.sh", frames, clips["cfr"], "--crf", "0", "-o",
+                    tiny_disk / "out.mp4", cwd=tmp_path)
+    assert_one_line_error(result, "no space left on device", str(tiny_disk),
+                          "free some space")
+    assert os.listdir(tiny_disk) == []
+
+
+def write_noise_frames(folder: Path, n: int) -> None:
+    """Frames of random noise: lossless H.264 of them is large (fills a small disk)."""
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(1, n + 1):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(
+            folder / f"{k:08d}.png")
+
+
 # --- units that need no ffmpeg ---------------------------------------------------------
 
 def test_command_line_help_and_usage_errors(capsys):
@@ -653,6 +966,7 @@ def test_mplayer_commands(tmp_path):
 
 
 def test_find_ffmpeg_prefers_path_then_imageio(monkeypatch):
+    monkeypatch.delenv(ffmpeg.ENV_VAR, raising=False)
     monkeypatch.setattr(shutil, "which", lambda name: "/opt/bin/ffmpeg")
     assert ffmpeg.find_ffmpeg() == "/opt/bin/ffmpeg"
     monkeypatch.setattr(shutil, "which", lambda name: None)
