@@ -16,6 +16,7 @@ where they apply; `0` never builds or runs them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -61,6 +62,7 @@ class _Choices:
         self.used: dict[str, str] = {}
         self.new_used: dict[str, str] = {}
         self.loaded_from: Path | None = None
+        self.loaded_for: tuple | None = None
         self.dirty = False
 
     def reset(self) -> None:
@@ -82,8 +84,7 @@ def decide(k: str | None, native_fn: Callable[[], T], torch_fn: Callable[[], T],
         choice = NATIVE if m == "on" else TORCH
         return choice, (native_fn if choice == NATIVE else torch_fn)()
     _load_cache()
-    with _choices.lock:
-        choice = _choices.known.get(k)
+    choice = _choices.known.get(k)  # (a dict read is atomic; writes take the lock)
     if choice is None:
         choice, result = _time(*(trials or (native_fn, torch_fn)))
         if trials:
@@ -118,6 +119,8 @@ def _time(native_fn, torch_fn):
 
 
 def _note_used(k: str, choice: str) -> None:
+    if _choices.used.get(k) == choice:
+        return
     with _choices.lock:
         if _choices.used.get(k) != choice:
             _choices.used[k] = choice
@@ -170,18 +173,24 @@ def cache_path() -> Path:
     """One file per CPU model, thread count and kernel build (the build's name hashes the
     sources, flags and CPU flags): choices are never carried to where they were not
     measured. $DREAMER_TUNE_CACHE moves the folder (tests use a temporary one)."""
-    from dreamer.caffe import native
-
     folder = os.environ.get("DREAMER_TUNE_CACHE")
     if not folder:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
                                                                 ".cache")
         folder = os.path.join(base, "dreamer", "kernel-choices")
+    return Path(folder) / f"{_machine()}-{torch.get_num_threads()}threads.json"
+
+
+@functools.cache
+def _machine() -> str:
+    """The kernel build's name and the CPU model, read once: every tuned call asks."""
+    from dreamer.caffe import native
+
     cpu = "".join(c if c.isalnum() else "-" for c in cpu_model()).strip("-")[:60]
-    name = f"{native._module_name()}-{cpu}-{torch.get_num_threads()}threads.json"
-    return Path(folder) / name
+    return f"{native._module_name()}-{cpu}"
 
 
+@functools.cache
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -193,13 +202,15 @@ def cpu_model() -> str:
 
 
 def _load_cache() -> None:
-    """Reads the disk cache once per process and cache file (the thread count can change
-    between runs of one process, as the tests and the benchmark do)."""
+    """Reads the disk cache once per process and thread count (which can change between
+    runs in one process, as in the tests)."""
+    # Kept cheap, as every tuned call asks: the folder is read once (until reset())
+    where = torch.get_num_threads()
+    if _choices.loaded_for == where:
+        return
     path = cache_path()
     with _choices.lock:
-        if _choices.loaded_from == path:
-            return
-        _choices.loaded_from = path
+        _choices.loaded_for, _choices.loaded_from = where, path
         _choices.known = {**_read(path), **_choices.known}
 
 
