@@ -40,14 +40,24 @@ void window_sum(const std::vector<float>& padded, int64_t C, int64_t n, float* o
   }
 }
 
-// Calls f(B, c) over a pixel's C channels in blocks [c, c + B): of 64 (four 16-wide
-// vectors of values and four of positions or sums fit the registers), then of 16, then
-// one at a time. B is a compile-time constant, so each block's loop unrolls.
+// Floats in one vector register of the instruction set the module is compiled for.
+#if defined(__AVX512F__)
+constexpr int kVector = 16;
+#elif defined(__AVX2__)
+constexpr int kVector = 8;
+#else
+constexpr int kVector = 4;  // SSE, NEON
+#endif
+
+// Calls f(B, c) over a pixel's C channels in blocks [c, c + B): of four vectors (four
+// vectors of values and four of positions or sums stay in registers: 8 of the 16 of AVX2
+// or SSE, where 64 channels would take all 16), then of one vector, then one at a time.
+// B is a compile-time constant, so each block's loop unrolls.
 template <typename F>
 void in_channel_blocks(int64_t C, F&& f) {
   int64_t c = 0;
-  for (; c + 64 <= C; c += 64) f(std::integral_constant<int, 64>{}, c);
-  for (; c + 16 <= C; c += 16) f(std::integral_constant<int, 16>{}, c);
+  for (; c + 4 * kVector <= C; c += 4 * kVector) f(std::integral_constant<int, 4 * kVector>{}, c);
+  for (; c + kVector <= C; c += kVector) f(std::integral_constant<int, kVector>{}, c);
   for (; c < C; c++) f(std::integral_constant<int, 1>{}, c);
 }
 
@@ -277,6 +287,8 @@ torch::Tensor lrn_backward(torch::Tensor g, torch::Tensor v, torch::Tensor p, to
 torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias, int64_t K,
                             int64_t m, int64_t pad_h, int64_t pad_w, int64_t out_h,
                             int64_t out_w);
+std::tuple<int64_t, int64_t> winograd_layout();
+std::string variant();
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The GIL is released: the frame reader and writer threads run meanwhile.
@@ -286,4 +298,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lrn_forward", &lrn_forward, nogil);
   m.def("lrn_backward", &lrn_backward, nogil);
   m.def("winograd_conv", &winograd_conv, nogil);
+  m.def("winograd_layout", &winograd_layout);
+  m.def("variant", &variant);
 }

@@ -8,16 +8,24 @@ pixel's channels, on all cores. Measured with GoogLeNet at 540x360: a full-size 
 once per machine (about 30 s) by PyTorch's own extension builder, which needs a C++
 compiler and ninja. Where either is missing, or the build fails, or DREAMER_NATIVE=0,
 PyTorch's operations run instead: the same results to float rounding, slower.
+
+The vector width and register blocking follow the instruction set the build targets
+(variant() names it): AVX-512, AVX2 with FMA, or a portable path of 4-float vectors (SSE,
+ARM NEON). DREAMER_NATIVE_MARCH=<cpu> (a GCC -march name such as haswell or znver3) builds
+for that CPU instead of this one, under its own name: so the AVX2 path can be built and
+tested on an AVX-512 machine. It must name a CPU whose instructions this one runs.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -32,8 +40,8 @@ SOURCES = [Path(__file__).with_name(name) for name in ("kernels.cpp", "winograd.
 # -fopenmp: at::parallel_for runs on PyTorch's OpenMP threads, not on one. On x86-64,
 # AVX-512 vectors where the CPU has them (GCC picks 256-bit ones by default): the pool's
 # backward 40 % faster.
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"] + (
-    ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else [])
+# DREAMER_NATIVE_MARCH replaces "native" by another CPU's name (_cflags()).
+MARCH_VARIABLE = "DREAMER_NATIVE_MARCH"
 _lock = threading.Lock()
 _built: dict[str, object] = {}
 
@@ -46,6 +54,13 @@ def kernels():
         if "module" not in _built:
             _built["module"] = _build()
         return _built["module"]
+
+
+def variant() -> str | None:
+    """The instruction set the kernels were built for, in words (as "avx2+fma (8 lanes,
+    panels of 16)"); None when they are unavailable."""
+    module = kernels()
+    return None if module is None else module.variant()
 
 
 def usable(x: torch.Tensor) -> bool:
@@ -75,7 +90,7 @@ def _build():
             with _build_lock(folder), _torch_lib_quoted(cpp_extension):
                 module = cpp_extension.load(name, [str(s) for s in SOURCES],
                                             build_directory=str(folder), verbose=False,
-                                            extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"])
+                                            extra_cflags=_cflags(), extra_ldflags=["-fopenmp"])
                 _mark_complete(folder / f"{name}.so")
                 return module
     except Exception as e:  # compiler errors, unwritable cache: fall back, never stop
@@ -174,9 +189,31 @@ def _module_name() -> str:
     key = hashlib.sha1()
     for source in SOURCES:
         key.update(source.read_bytes())
-    for part in (" ".join(CFLAGS), _cpu_flags(), sys.version, torch.__version__):
+    for part in (" ".join(_cflags()), _cpu_flags(), sys.version, torch.__version__):
         key.update(part.encode())
     return f"dreamer_kernels_{key.hexdigest()[:12]}"
+
+
+def _cflags() -> list[str]:
+    """The compiler's flags: for this CPU, or for the one DREAMER_NATIVE_MARCH names."""
+    march = os.environ.get(MARCH_VARIABLE, "").strip() or "native"
+    wide = platform.machine().lower() in ("x86_64", "amd64") and (
+        march == "native" or _has_avx512(march))
+    flags = ["-O3", f"-march={march}", "-fno-math-errno", "-fopenmp"]
+    return flags + (["-mprefer-vector-width=512"] if wide else [])
+
+
+@functools.lru_cache(maxsize=None)
+def _has_avx512(march: str) -> bool:
+    """Whether the compiler's -march=<march> has AVX-512 (asked of the compiler itself:
+    no list of CPU names to keep up to date). False where it cannot tell."""
+    command = [os.environ.get("CXX", "c++"), f"-march={march}", "-dM", "-E", "-x", "c++",
+               os.devnull]
+    try:
+        macros = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "__AVX512F__" in macros
 
 
 def _cpu_flags() -> str:

@@ -15,17 +15,33 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <tuple>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
 namespace {
 
+// The vector width and the product's panel width follow the instruction set the module
+// is compiled for. The product keeps 12 vector accumulators (6 rows x 2 vectors) plus two
+// loads and a broadcast in registers: that fits AVX-512's 32 registers, and AVX2's 16 only
+// with one register per vector (16-float vectors there are register pairs: 24
+// accumulators, which spill), and the 16 of SSE or 32 of NEON with 4 floats a vector.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#define DREAMER_ISA "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kLanes = 8;
+#define DREAMER_ISA "avx2+fma"
+#else
+constexpr int kLanes = 4;
+#define DREAMER_ISA "portable"
+#endif
 constexpr int kTile = 6, kPositions = kTile * kTile;
-constexpr int kLanes = 16;  // floats in a vector: one AVX-512 register (two AVX2 ones)
-constexpr int kPanel = 32;  // output channels per packed kernel panel: two vectors
+constexpr int kPanel = 2 * kLanes;  // output channels per packed kernel panel: two vectors
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 
@@ -61,7 +77,8 @@ inline void times_at(const Vec* m, Vec* r) {
 }
 
 // A vector of channels [0, n) from p, the rest zeros (n < kLanes at a ragged end), and
-// its store: masked moves where the CPU has them (a memcpy of a variable size is a call).
+// its store: masked moves where the CPU has them (a memcpy of a variable size is a call,
+// and a lane-by-lane loop goes through memory).
 #if defined(__AVX512F__)
 inline __mmask16 lanes_mask(int64_t n) { return __mmask16((1u << n) - 1); }
 inline Vec load_part(const float* p, int64_t n) {
@@ -69,6 +86,18 @@ inline Vec load_part(const float* p, int64_t n) {
 }
 inline void store_part(float* p, Vec v, int64_t n) {
   _mm512_mask_storeu_ps(p, lanes_mask(n), __m512(v));
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+// lane i is on (its sign bit set) where i < n
+inline __m256i lanes_mask(int64_t n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), lane);
+}
+inline Vec load_part(const float* p, int64_t n) {
+  return Vec(_mm256_maskload_ps(p, lanes_mask(n)));
+}
+inline void store_part(float* p, Vec v, int64_t n) {
+  _mm256_maskstore_ps(p, lanes_mask(n), __m256(v));
 }
 #else
 inline Vec load_part(const float* p, int64_t n) {
@@ -88,7 +117,7 @@ struct Geometry {
   int64_t C, H, W, K, out_h, out_w, pad_h, pad_w, m, tiles_h, tiles_w;
 };
 
-// B^T d B of one input tile, channels [0, n) from x (offset to the channel, n <= 16),
+// B^T d B of one input tile, channels [0, n) from x (offset to the channel, n <= kLanes),
 // written to v[k * stride] for k = 6 i + j. Pixels outside the image read as zeros.
 inline void input_tile(const float* x, int64_t n, const Geometry& g, int64_t y0, int64_t x0,
                        float* v, int64_t stride) {
@@ -115,7 +144,7 @@ inline void input_tile(const float* x, int64_t n, const Geometry& g, int64_t y0,
   }
 }
 
-// The M x M outputs of one tile for channels [0, n) (n <= 16): A^T m A from the products
+// The M x M outputs of one tile for channels [0, n) (n <= kLanes): A^T m A from the products
 // m[k * stride], plus the bias, those inside the image written to y (offset to the
 // channel).
 template <int M>
@@ -142,7 +171,8 @@ inline void output_tile(const float* m, int64_t stride, int64_t n, const float* 
   }
 }
 
-// out (R x 16 NV, row stride ld) = v (R x C, row stride C) @ u (C x 16 NV, packed rows):
+// out (R x kLanes NV, row stride ld) = v (R x C, row stride C) @ u (C x kLanes NV, packed
+// rows):
 // R x NV vector accumulators in registers for the whole sum.
 template <int R, int NV>
 inline void product_block(const float* v, int64_t C, const float* u, float* out, int64_t ld) {
@@ -168,7 +198,7 @@ void product(const float* v, int64_t rows, int64_t C, const float* u, float* out
   for (int64_t r = 0; r < rows; r += R) product_block<R, NV>(v + r * C, C, u, out + r * ld, ld);
 }
 
-// Calls f(c, n) over C channels in vectors: [c, c + n), n = 16 but at a ragged end.
+// Calls f(c, n) over C channels in vectors: [c, c + n), n = kLanes but at a ragged end.
 template <typename F>
 void in_lanes(int64_t C, F&& f) {
   for (int64_t c = 0; c < C; c += kLanes) f(c, std::min<int64_t>(kLanes, C - c));
@@ -201,7 +231,8 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
   m.resize(kPositions * rows * kPanel);
   const int64_t padded = (g.K + kLanes - 1) / kLanes * kLanes;
   for (int64_t k0 = 0; k0 < padded; k0 += kPanel) {
-    const int64_t width = std::min<int64_t>(kPanel, padded - k0);  // 32, or 16 at the end
+    // two vectors, or one at the end
+    const int64_t width = std::min<int64_t>(kPanel, padded - k0);
     const float* panel = u + k0 * kPositions * g.C;
     for (int k = 0; k < kPositions; k++) {
       const float* uk = panel + k * g.C * width;
@@ -235,10 +266,11 @@ void convolve_chunk(const float* x, const float* u, const float* bias, float* y,
 }  // namespace
 
 // The convolution of x (N, C, H, W, channels_last, float32) with the kernel packed by
-// winograd.py (pack_weights: 36 x C x K in panels of 32 output channels, the last of 16
-// where K is not a multiple of 32) for tiles of m x m outputs, plus bias (or an empty
-// tensor): an (N, K, out_h, out_w) channels_last tensor, output tile (ty, tx) read from
-// the input tile at row ty * m - pad_h, column tx * m - pad_w (zeros outside x).
+// winograd.py (pack_weights: 36 x C x K in panels of kPanel output channels, the last of
+// kLanes where K is not a multiple of kPanel; winograd_layout() gives both) for tiles of
+// m x m outputs, plus bias (or an empty tensor): an (N, K, out_h, out_w) channels_last
+// tensor, output tile (ty, tx) read from the input tile at row ty * m - pad_h, column
+// tx * m - pad_w (zeros outside x).
 torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias, int64_t K,
                             int64_t m, int64_t pad_h, int64_t pad_w, int64_t out_h,
                             int64_t out_w) {
@@ -264,7 +296,7 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
   const int64_t T = N * g.tiles_h * g.tiles_w;
   // Chunks of about 24 tiles (a chunk's transformed tiles, 36 x 24 x C floats, stay in
   // the core's L2 cache), as many for each thread, of equal size in whole blocks of 6
-  // rows (the product's for panels of 32 channels).
+  // rows (the product's for whole panels).
   const int64_t threads = at::get_num_threads();
   const int64_t rounds = (T + threads * 24 - 1) / (threads * 24);
   const int64_t chunk = ((T + threads * rounds - 1) / (threads * rounds) + 5) / 6 * 6;
@@ -280,4 +312,13 @@ torch::Tensor winograd_conv(torch::Tensor x, torch::Tensor u, torch::Tensor bias
     }
   });
   return y;
+}
+
+// What pack_weights must make for this build: (floats per vector, output channels per panel).
+std::tuple<int64_t, int64_t> winograd_layout() { return {kLanes, kPanel}; }
+
+// The instruction set these kernels were compiled for, in words, for logs and bug reports.
+std::string variant() {
+  return DREAMER_ISA " (" + std::to_string(kLanes) + " lanes, panels of " +
+         std::to_string(kPanel) + ")";
 }

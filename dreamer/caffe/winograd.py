@@ -36,7 +36,10 @@ from dreamer.caffe import autotune, native, space_to_depth
 POINTS = (0, 1, -1, 2, -2)  # and infinity
 TILE = 6  # input tile side: m outputs + r taps - 1
 OUTPUTS = {3: 4, 4: 3, 5: 2}  # kernel side r -> outputs a tile side m
-PANEL, LANES = 32, 16  # winograd.cpp's packing: panels of 32 output channels, of 16 last
+# winograd.cpp's packing on AVX-512: panels of 32 output channels, the last of 16 where
+# needed. Its AVX2 and portable builds use vectors of 8 and 4 floats, panels of two vectors:
+# layout() asks the build in use.
+PANEL, LANES = 32, 16
 # Each call reads the whole transformed kernel, 36 / r^2 times the direct one's size (4x for
 # 3x3, 1.44x for 5x5): over few tiles that read costs more than the multiplications saved.
 # On GoogLeNet's 3x3 layers the direct convolution won at 6 tiles and fewer, Winograd
@@ -59,16 +62,24 @@ def kernel_transform(r: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
+def layout() -> tuple[int, int]:
+    """(floats per vector, output channels per panel) of the compiled kernels, which depend
+    on the instruction set they were built for; (LANES, PANEL) where they are unavailable."""
+    module = native.kernels()
+    return (LANES, PANEL) if module is None else tuple(module.winograd_layout())
+
+
 def pack_weights(weight: torch.Tensor) -> torch.Tensor:
     """U of an (out, in, r, r) kernel as winograd.cpp reads it: U[k] = (G g G^T)[i, j] for
     k = 6 i + j, as (36, in, out) matrices; output channels padded with zeros to a
-    multiple of 16 and cut into panels of 32 (the last of 16 where needed), each panel
-    stored whole, (36, in, width), one after the other."""
+    multiple of the vector width and cut into panels (the last of one vector where needed,
+    see layout()), each panel stored whole, (36, in, width), one after the other."""
+    lanes, panel = layout()
     g = kernel_transform(weight.shape[-1])
     w = weight.detach().to("cpu", torch.float64)
     u = torch.einsum("ik,oakl,jl->ijao", g, w, g).reshape(TILE * TILE, w.shape[1], w.shape[0])
-    u = torch.nn.functional.pad(u, (0, -w.shape[0] % LANES))
-    panels = [u[..., k:k + PANEL].contiguous().flatten() for k in range(0, u.shape[-1], PANEL)]
+    u = torch.nn.functional.pad(u, (0, -w.shape[0] % lanes))
+    panels = [u[..., k:k + panel].contiguous().flatten() for k in range(0, u.shape[-1], panel)]
     return torch.cat(panels).float()
 
 
