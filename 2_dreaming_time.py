@@ -7,7 +7,12 @@ All the work is in the `dreamer` package (dreamer.dream_cli, dreamer.sequence).
 """
 import sys
 
-from dreamer.dream_cli import main
-
 if __name__ == "__main__":
+    # Before any other import: Ctrl-C while PyTorch loads (seconds) gives one line, not a
+    # traceback. dreamer.oneline is light; dream_cli's main takes over once torch is in.
+    from dreamer.oneline import interrupts_exit_at_once
+
+    interrupts_exit_at_once()
+    from dreamer.dream_cli import main
+
     sys.exit(main(prog="2_dreaming_time.py"))

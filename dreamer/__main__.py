@@ -1,6 +1,12 @@
 """`python -m dreamer` is `dreamvideo`."""
+import signal
 import sys
 
-from dreamer.cli import main
+from dreamer.oneline import interrupts_exit_at_once
 
+# Ctrl-C while dreamer.cli loads gives one line; then each command's own handling applies.
+previous = interrupts_exit_at_once()
+from dreamer.cli import main  # noqa: E402
+
+signal.signal(signal.SIGINT, previous)
 sys.exit(main())

@@ -5,11 +5,11 @@ Only dispatches: each sub-command's own module parses its arguments and runs the
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
-from dreamer import models
 from dreamer.errors import DreamerError
-from dreamer.oneline import report
+from dreamer.oneline import interrupts_exit_at_once, report
 
 USAGE = """usage: dreamvideo COMMAND [ARGS...]
 
@@ -36,6 +36,8 @@ STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
 
 def models_main(argv: list[str]) -> int:
+    from dreamer import models
+
     action = argv[0] if argv else "list"
     try:
         if action == "list":
@@ -64,8 +66,26 @@ def models_main(argv: list[str]) -> int:
     return 2
 
 
+def _load(module: str):
+    """Imports a command's module; Ctrl-C meanwhile (PyTorch takes seconds) ends with one
+    line, after which the command's own handling applies."""
+    previous = interrupts_exit_at_once()
+    try:
+        return importlib.import_module(module)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # one a command left to its caller
+        print("\nerror: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
@@ -73,12 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "models":
         return models_main(rest)
     if command in STAGE_COMMANDS:
-        from dreamer import stages
-
-        return stages.main([command, *rest], prog=f"dreamvideo {command}")
+        return _load("dreamer.stages").main([command, *rest], prog=f"dreamvideo {command}")
     if command in COMMANDS:
         module, function = COMMANDS[command]
-        entry = getattr(importlib.import_module(module), function)
+        entry = getattr(_load(module), function)
         return entry(rest, prog=f"dreamvideo {command}")
     print(f"dreamvideo: error: unknown command '{command}' (see dreamvideo --help)",
           file=sys.stderr)

@@ -5,15 +5,13 @@ Parsing only; the work is dreamer.sequence.dream_sequence.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 
-import torch
-
 from dreamer.config import DreamConfig, default
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.oneline import OneLineParser, os_error_line, report
-from dreamer.sequence import dream_sequence
+from dreamer.oneline import OneLineParser, interrupts_exit_at_once, os_error_line, report
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -97,17 +95,45 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         compile=a.compile)
 
 
-def _terminate(signum, frame):
-    """SIGTERM ends a run the way Ctrl-C does: cleanly, with a line on where to resume."""
-    raise KeyboardInterrupt
+class _Interrupts:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt, which dream_sequence turns into a clean
+    stop with a line on where to resume. Each is noted: a library that catches the
+    KeyboardInterrupt and raises another error still reads as an interruption."""
+
+    def __init__(self):
+        self.seen = False
+
+    def __call__(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    config = config_from_args(args)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupts = _Interrupts()
     try:
-        result = dream_sequence(config, argv=sys.argv if argv is None else argv)
+        interrupts_exit_at_once()  # PyTorch takes seconds to import: see exit_at_once
+        config = config_from_args(build_parser(prog).parse_args(argv))
+        sequence = importlib.import_module("dreamer.sequence")
+        signal.signal(signal.SIGINT, interrupts)
+        signal.signal(signal.SIGTERM, interrupts)
+        return _dream(sequence, config, sys.argv if argv is None else argv)
+    except (KeyboardInterrupt, Exception):
+        if not interrupts.seen:
+            raise
+        print("\nerror: interrupted before the first frame was dreamed", file=sys.stderr)
+        return 130
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def _dream(sequence, config: DreamConfig, argv: list[str]) -> int:
+    import torch
+
+    try:
+        result = sequence.dream_sequence(config, argv=argv)
     except Interrupted as e:
         print(f"\n{e}", file=sys.stderr)
         return 130
@@ -120,8 +146,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except OSError as e:
         print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if config.verbose >= 1:
         print(f"\nDone: frames {result.frames.first}..{result.frames.last} in {result.output}."
               f"\nParameters for your video description:\n{result.description}")

@@ -88,8 +88,14 @@ def choose_range(numbers: set[int], start: int | None, end: int | None, image_ty
     if first < 1:
         raise DreamerError(f"start frame {first} is before frame 1; frames are numbered "
                            "from 1")
+    if start is not None and start > max(numbers):
+        raise DreamerError(f"start frame {start} is past the last frame ({max(numbers)}) in "
+                           f"{folder}; choose -sf {min(numbers)} to {max(numbers)}")
     if first > last:
         raise DreamerError(f"start frame {first} is after end frame {last}; swap -sf and -ef")
+    if end is not None and end > max(numbers):
+        raise DreamerError(f"end frame {end} is past the last frame ({max(numbers)}) in "
+                           f"{folder}; choose -ef {max(numbers)} or less, or leave it out")
     missing = [k for k in range(first, last + 1) if k not in numbers]
     if missing:
         raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "

@@ -12,7 +12,8 @@ import torch
 
 from dreamer import models, objectives, resume, schedule, threads, tiles, transforms
 from dreamer.caffe import autotune
-from dreamer.caffe.net import CaffeNet, load_net
+from dreamer.caffe.layers import InnerProduct
+from dreamer.caffe.net import CaffeNet, ShapeError, load_net
 from dreamer.config import DreamConfig
 from dreamer.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError, Interrupted
@@ -86,20 +87,159 @@ def model_files(config: DreamConfig) -> dict[str, Path]:
     return {"prototxt": prototxt, "caffemodel": caffemodel}
 
 
-def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamConfig) -> None:
-    """The smallest octave must still pass through the net up to every end layer."""
+def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamConfig,
+                  frame_size: tuple[int, int] | None = None) -> None:
+    """The frames, and the smallest octave, must pass through the net up to every end
+    layer. `frame_size`: the frames' size before -p, for the -p a refusal suggests."""
     w, h = size
     sh, sw = transforms.octave_sizes(h, w, config.octave_n, config.octave_scale)[-1]
-    for layer in dict.fromkeys(layers):
-        try:
-            if sh < 1 or sw < 1:
-                raise ValueError("empty image")
-            net.validate(sh, sw, end=layer)
-        except ValueError:
-            raise DreamerError(f"frames of {w}x{h} are too small for {config.octave_n} octaves "
-                               f"at scale {config.octave_scale:g} up to layer {layer} (the "
-                               f"smallest octave is {sw}x{sh}); use fewer octaves (-oct) or a "
-                               "smaller octave scale (-octs)") from None
+    layers = tuple(dict.fromkeys(layers))
+    for layer in layers:
+        misfit = _misfit(net, h, w, layer) or _misfit(net, sh, sw, layer)
+        if misfit is None:
+            continue
+        fc = _fixed_size_layer(net, layer)
+        if fc is not None:
+            raise DreamerError(_fixed_size_line(net, layer, fc, size))
+        sides = {name: _least_side(net, name) for name in layers}
+        least = _least_preview(net, sides, frame_size or size, config)
+        larger = f"a larger -p (-p {least} or more)" if least else "larger frames"
+        if _misfit(net, h, w, layer) is None:
+            raise DreamerError(
+                f"frames of {w}x{h} are too small for {config.octave_n} octaves at scale "
+                f"{config.octave_scale:g} up to layer {layer} (the smallest octave is "
+                f"{sw}x{sh}); use fewer octaves (-oct), a smaller octave scale (-octs) or "
+                f"{larger}")
+        raise DreamerError(_too_small_line(sides, size, config, larger))
+
+
+def _net_size(net: CaffeNet) -> tuple[int, int]:
+    """(height, width) the net was declared with (GoogLeNet: its training size)."""
+    return net.input_shape[-2:] if len(net.input_shape) == 4 else (224, 224)
+
+
+def _fixed_size_layer(net: CaffeNet, end: str):
+    """The fully connected layer that ties `end` to the net's own input size, or None: a
+    net that takes its own size but not a larger one fails at such a layer."""
+    nh, nw = _net_size(net)
+    if _misfit(net, nh, nw, end) is not None:
+        return None
+    misfit = _misfit(net, 2 * nh, 2 * nw, end)
+    return misfit if isinstance(misfit, InnerProduct) else None
+
+
+def _misfit(net: CaffeNet, height: int, width: int, end: str):
+    """The first layer up to `end` that cannot take a height x width image, or None."""
+    if height < 1 or width < 1:
+        return net.layers[0]
+    try:
+        net.validate(height, width, end=end)
+    except ShapeError as e:
+        return net.layers[net._index[e.layer]]
+    return None
+
+
+def _fixed_size_line(net: CaffeNet, end: str, fc, size) -> str:
+    """A fully connected layer takes only the size the net was trained at, and so does
+    every layer after it."""
+    nh, nw = _net_size(net)
+    w, h = size
+    what = (f"layer {end} is fully connected" if end == fc.name else
+            f"layer {end} comes after the fully connected layer {fc.name}")
+    convs = [layer.tops[0] for layer in net.layers[:net._index[fc.name]]
+             if layer.type in ("Concat", "Convolution")]
+    fix = (f"dream an inception or convolution layer such as -l {convs[-1]}" if convs
+           else "dream an earlier layer")
+    if (w, h) == (nw, nh):
+        return (f"{what}, so it works only at the net's input size {nw}x{nh}, and the "
+                f"smaller octaves are not that size; use -oct 1, or {fix}")
+    square = f", or use -p {nw} -oct 1" if w == h and nw == nh else ""
+    return (f"{what}, so it works only at the net's input size {nw}x{nh}, not on {w}x{h} "
+            f"frames; {fix}{square}")
+
+
+def _least_side(net: CaffeNet, end: str) -> int | None:
+    """The least square image that passes through the net up to `end` (shapes only)."""
+    lo, hi = 1, 4096
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _misfit(net, mid, mid, end) is None else (mid + 1, hi)
+    return lo if _misfit(net, lo, lo, end) is None else None
+
+
+def _least_preview(net: CaffeNet, sides: dict, frame_size, config: DreamConfig) -> int | None:
+    """The least -p whose every octave passes up to every layer (`sides`: each layer's
+    least side), or None."""
+    if None in sides.values():
+        return None
+    fw, fh = frame_size
+
+    def fits(p: int) -> bool:
+        pw, ph = preview_size(fw, fh, p)
+        sh, sw = transforms.octave_sizes(ph, pw, config.octave_n, config.octave_scale)[-1]
+        return all(_misfit(net, sh, sw, layer) is None for layer in sides)
+
+    # the smallest octave is the frame / scale^(n-1): start a little below that guess
+    guess = max(sides.values()) * config.octave_scale ** (config.octave_n - 1) * max(1, fw / fh)
+    p = max(1, int(guess * 0.9))
+    for _ in range(200):  # about 2 % a try: up to 50x the guess
+        if fits(p):
+            return p
+        p += max(1, p // 50)
+    return None
+
+
+def _too_small_line(sides: dict, size, config: DreamConfig, larger: str) -> str:
+    """Frames smaller than the net takes, naming the layer that needs the largest."""
+    w, h = size
+    if None in sides.values():
+        layer = next(layer for layer, side in sides.items() if side is None)
+        return (f"frames of {w}x{h} do not pass through the net up to layer {layer} at any "
+                "size; choose another layer with -l")
+    layer = max(sides, key=sides.get)
+    now = f" (-p {config.preview})" if config.preview else ""
+    return (f"frames of {w}x{h}{now} are too small for the net up to layer {layer}, which "
+            f"needs at least {sides[layer]}x{sides[layer]} px; use {larger}")
+
+
+def check_memory(net: CaffeNet, layers, size, frame_size, config: DreamConfig, tile,
+                 budget: int, device: torch.device) -> int:
+    """Refuses frames whose dream would not fit in `budget` bytes even at the smallest
+    step `tile` allows: tiling shrinks only the step, never the whole frames and their
+    pyramid. Returns what the budget leaves for the steps (choose_tile's budget)."""
+    w, h = size
+    need = tiles.dream_bytes(net, h, w, layers, tile, config.octave_n, config.octave_scale)
+    if need <= budget:
+        return tiles.step_budget(budget, h, w, config.octave_n, config.octave_scale)
+
+    def fits(p: int) -> bool:
+        pw, ph = preview_size(*frame_size, p)
+        return tiles.dream_bytes(net, ph, pw, layers, tile, config.octave_n,
+                                 config.octave_scale) <= budget
+
+    lo, hi = 0, w  # the widest -p that fits (0: none)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    tiled = tile is not None and all(tiles.geometry(net, layer)[0] for layer in layers)
+    how = "even in tiles" if tiled else ("untiled (--tile off)" if tile is None else "")
+    memory = "GPU memory" if device.type == "cuda" else "memory"
+    now = f" (-p {config.preview})" if config.preview else ""
+    if lo == 0:
+        fix = "free memory, or use another machine"
+    else:
+        fix = f"use a smaller -p (-p {lo} or less)"
+        fix = f"use --tile auto or a smaller -p (-p {lo} or less)" if tile is None else fix
+    raise DreamerError(f"frames of {w}x{h}{now} need about {_size_text(need)} of {memory} "
+                       f"to dream{' ' + how if how else ''}, and about {_size_text(budget)} "
+                       f"is free; {fix}")
+
+
+def _size_text(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1e6:.0f} MB"
 
 
 def guide_features(net: CaffeNet, path: str, layers, mean: torch.Tensor,
@@ -107,6 +247,9 @@ def guide_features(net: CaffeNet, path: str, layers, mean: torch.Tensor,
     """The guide's activations, once per end layer for the whole run."""
     from PIL import Image
 
+    if Path(path).is_dir():
+        raise DreamerError(f"guide image {path} is a folder; name an image file in it with "
+                           "-gi/--guide-image")
     if not Path(path).is_file():
         raise DreamerError(f"guide image {path} not found; check -gi/--guide-image")
     try:
@@ -303,6 +446,37 @@ def _close_run(manifest: Manifest, status: str) -> None:
 
 def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                    progress: Progress | None = None) -> RunResult:
+    created = _missing_folders(Path(config.output))
+    try:
+        return _dream_sequence(config, argv, progress)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = folder.absolute()
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes the folders a failed run created, as long as they are still empty: a
+    refused run leaves nothing behind, and whatever holds a file stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _dream_sequence(config: DreamConfig, argv: list[str] | None,
+                    progress: Progress | None) -> RunResult:
     check_params(config)
     blend = schedule.parse_blend(config.blend)
     frames = find_frames(config.input, config.image_type, config.start_frame, config.end_frame)
@@ -319,11 +493,13 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     layers = config.end_layers
     for layer in layers:
         net.check_end(layer)
-    check_octaves(net, layers, size, config)
+    check_octaves(net, layers, size, config, (width, height))
     tile = parse_tile(config.tile)
     check_tiling(net, layers, tile)
     # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile.
-    budget = tiles.memory_budget(device) if tile == "auto" else None
+    budget = check_memory(net, layers, size, (width, height), config, tile,
+                          tiles.memory_budget(device), device)
+    budget = budget if tile == "auto" else None
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
     guides = (guide_features(net, config.guide_image, layers, mean, device)
               if config.guide_image else None)

@@ -22,6 +22,10 @@ from dreamer.objectives import Objective
 # peak RSS growth on the CPU with GoogLeNet, inception_3b..5b: 1.6 at 0.5 Mpx, 1.2-1.3
 # at 2-8 Mpx; the larger value leaves room for allocator slack (and CUDA workspaces).
 STEP_MEMORY_FACTOR = 1.6
+# Whole-frame float32 images alive at a dream's peak besides the pyramid (frames_bytes).
+# Measured as peak RSS growth with a tiny net at 3000x1996 (one image: 72 MB): 11.2
+# images' worth with one octave, tiled or not, 13.7 with four (the pyramid adds 0.9).
+FRAME_COPIES = 13
 # Memory kept free for everything else (frames, the octave pyramid, other processes).
 CPU_MARGIN = 0.8
 CUDA_MARGIN = 0.9
@@ -149,3 +153,39 @@ def memory_budget(device: torch.device | str) -> int:
     except OSError:
         pass
     return 1 << 62  # unknown (not Linux): never tile automatically
+
+
+def frames_bytes(height: int, width: int, octave_n: int, octave_scale: float) -> int:
+    """Memory of the whole-frame images a dream holds at its peak, tiled or not: float32
+    copies of the raw frame, the carried dream, their blend, the octave, its detail, the
+    jittered and channels-last copies, the gradient and the step's temporaries, plus the
+    image pyramid's smaller octaves."""
+    pyramid = sum(octave_scale ** (-2 * i) for i in range(1, octave_n))
+    return int(3 * 4 * height * width * (FRAME_COPIES + pyramid))
+
+
+def least_step_bytes(net, height: int, width: int, end: str, tile: int | str | None) -> int:
+    """Peak memory of the smallest step `tile` allows on a height x width frame: one
+    stride-sized core and its context rim under "auto", a `tile` px core under a size,
+    the whole frame when off or when `end` cannot be tiled."""
+    rf, stride = geometry(net, end)
+    if tile is None or rf is None:
+        return step_memory_bytes(net, height, width, end)
+    core = stride if tile == "auto" else max(stride, tile - tile % stride)
+    side = core + 2 * default_overlap(net, end)
+    return step_memory_bytes(net, min(height, side), min(width, side), end)
+
+
+def dream_bytes(net, height: int, width: int, ends, tile: int | str | None,
+                octave_n: int, octave_scale: float) -> int:
+    """Least memory a dream of height x width frames to the layers `ends` needs."""
+    step = max(least_step_bytes(net, height, width, end, tile) for end in dict.fromkeys(ends))
+    return frames_bytes(height, width, octave_n, octave_scale) + step
+
+
+def step_budget(budget: int, height: int, width: int, octave_n: int,
+                octave_scale: float) -> int:
+    """What `budget` leaves for choose_tile once the whole frames are held, counting back
+    the image and gradient that choose_tile adds itself."""
+    held = frames_bytes(height, width, octave_n, octave_scale) - 2 * 3 * 4 * height * width
+    return budget - held

@@ -94,8 +94,8 @@ CASES = {
                                     + _model_args(m)), "outside [0, 1]"),
     "blend word": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-b", "often"]
                                  + _model_args(m)), "unknown blend 'often'"),
-    "start after end": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-sf", "3", "-ef",
-                                       "2"] + _model_args(m)), "start frame 3 is after end"),
+    "start after end": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-sf", "2", "-ef",
+                                       "1"] + _model_args(m)), "start frame 2 is after end"),
     "frames differ": (lambda d, m: (["-i", d / "mixed sizes", "-o", d / "out"]
                                     + _model_args(m)), "all frames of a run must be one size"),
     "unreadable image": (lambda d, m: (["-i", d / "corrupt", "-o", d / "out"]

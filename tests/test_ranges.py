@@ -25,6 +25,8 @@ def test_choose_range_is_contiguous_inside_the_frames_or_refuses(nums, start, en
         hi = max(nums) if end is None else end
         if lo < 1:
             assert "before frame 1" in msg
+        elif max(lo, hi) > max(nums) and (lo <= hi or lo > max(nums)):
+            assert f"past the last frame ({max(nums)})" in msg
         elif lo > hi:
             assert "after end frame" in msg
         else:

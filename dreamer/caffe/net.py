@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from dreamer.caffe import proto
-from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU,
+from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU, _opt, _pair,
                                   autocast_or_off, build_layer)
-from dreamer.caffe.spec import NetSpec, net_spec
+from dreamer.caffe.spec import LayerSpec, NetSpec, net_spec
 from dreamer.errors import DreamerError
+
+
+class ShapeError(ValueError):
+    """A layer cannot take the shape of its input; `layer` names it."""
+
+    def __init__(self, layer: str, message: str):
+        super().__init__(message)
+        self.layer = layer
 
 
 class CaffeNet(nn.Module):
@@ -98,7 +107,7 @@ class CaffeNet(nn.Module):
         return blobs[self.layers[stop].tops[0]].to(x.dtype)
 
     def validate(self, height: int = 224, width: int = 224, end: str | None = None) -> None:
-        """Runs the net up to `end` on shapes only; raises ValueError naming the first
+        """Runs the net up to `end` on shapes only; raises ShapeError naming the first
         layer that cannot take its input, so callers can tell the user at load time, not
         in the middle of a dream."""
         for _ in self.blob_shapes(height, width, end):
@@ -106,7 +115,7 @@ class CaffeNet(nn.Module):
 
     def blob_shapes(self, height: int, width: int, end: str | None = None):
         """Yields the tops of every layer up to `end`, as meta tensors: shapes only, no
-        memory, no arithmetic. Raises ValueError naming the first layer that cannot take
+        memory, no arithmetic. Raises ShapeError naming the first layer that cannot take
         its input."""
         channels = self.input_shape[1] if len(self.input_shape) > 1 else 3
         stop = self._index[self.check_end(end)] if end is not None else len(self.layers) - 1
@@ -118,7 +127,8 @@ class CaffeNet(nn.Module):
                 raise
             except (RuntimeError, ValueError, IndexError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise ValueError(f"layer '{layer.name}' ({layer.type}): {first}") from None
+                raise ShapeError(layer.name, f"layer '{layer.name}' ({layer.type}): "
+                                 f"{first}") from None
             blobs.update(zip(layer.tops, outputs))
             yield outputs
 
@@ -140,11 +150,73 @@ def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True,
             raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
                                "folder and -m/--model_name at its .caffemodel")
     spec = net_spec(proto.read_prototxt(prototxt), proto.read_caffemodel(caffemodel))
-    net = CaffeNet(spec, channels_last, fuse)
-    height, width = (net.input_shape[-2:] if len(net.input_shape) == 4 else (224, 224))
     try:
-        net.validate(height, width)
-    except ValueError as e:
+        net = CaffeNet(spec, channels_last, fuse)
+        net.validate(*_declared_size(spec))
+    except (DreamerError, ValueError) as e:
+        # a weight blob that does not fit shows up as a bad reshape or a conv's complaint;
+        # name the shape the prototxt really asks for, from the blobs' channels
+        mismatch = weight_mismatch(spec)
+        if mismatch is not None:
+            raise DreamerError(mismatch) from None
+        if isinstance(e, DreamerError):
+            raise
         raise DreamerError(f"{e}; the caffemodel does not belong to this prototxt, or the "
                            "prototxt is wrong") from None
     return net
+
+
+def _declared_size(spec: NetSpec) -> tuple[int, int]:
+    shape = next(iter(spec.inputs.values()))
+    return tuple(shape[-2:]) if len(shape) == 4 else (224, 224)
+
+
+def weight_mismatch(spec: NetSpec) -> str | None:
+    """The first Convolution or InnerProduct whose caffemodel weights have another shape
+    than its prototxt definition and its bottom blob (at the declared input size) ask
+    for, as one line; None when every one fits."""
+    shape = next(iter(spec.inputs.values()))
+    channels = shape[1] if len(shape) > 1 else 3
+    blobs = {next(iter(spec.inputs)): torch.empty(1, channels, *_declared_size(spec),
+                                                  device="meta")}
+    for layer_spec in spec.layers:
+        bottoms = [blobs.get(b) for b in layer_spec.bottoms]
+        if not bottoms or any(b is None for b in bottoms):
+            return None
+        needed, why = _needed_weights(layer_spec, bottoms[0])
+        found = tuple(layer_spec.blobs[0].shape) if layer_spec.blobs else None
+        if needed is not None and found is not None and _squeezed(found) != _squeezed(needed):
+            return (f"weights of layer '{layer_spec.name}' in the caffemodel have shape "
+                    f"{found}, but the prototxt needs {needed} ({why}); the caffemodel does "
+                    "not belong to this prototxt")
+        try:
+            outputs = _meta_copy(build_layer(layer_spec))(*bottoms)
+        except (DreamerError, RuntimeError, ValueError, IndexError):
+            return None
+        blobs.update(zip(layer_spec.tops, outputs))
+    return None
+
+
+def _needed_weights(spec: LayerSpec, bottom: torch.Tensor):
+    """(shape, how it follows) of the weights `spec` needs on `bottom`, or (None, "")."""
+    if spec.type == "Convolution":
+        p = spec.param("convolution_param")
+        kh, kw = _pair(p.kernel_size, _opt(p, "kernel_h"), _opt(p, "kernel_w"), (0, 0))
+        groups = max(1, p.group)
+        why = (f"num_output {p.num_output}, {bottom.shape[1]} input channels"
+               + (f" in {groups} groups" if groups > 1 else "") + f", {kh}x{kw} kernel")
+        return (p.num_output, bottom.shape[1] // groups, kh, kw), why
+    if spec.type == "InnerProduct":
+        p = spec.param("inner_product_param")
+        inputs = math.prod(bottom.shape[p.axis:])
+        shape = (inputs, p.num_output) if p.transpose else (p.num_output, inputs)
+        return shape, f"num_output {p.num_output}, {inputs} inputs"
+    return None, ""
+
+
+def _squeezed(shape) -> tuple[int, ...]:
+    """The shape without leading 1s (old caffemodels pad weight shapes to 4-D)."""
+    shape = tuple(shape)
+    while len(shape) > 1 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
