@@ -3,6 +3,7 @@ path they replace, and the fallback when they cannot be built."""
 import hashlib
 import logging
 import math
+import platform
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,27 @@ def test_whole_net_with_the_kernels_matches_it_in_float64(kernels, tiny):
 def test_dreamer_native_0_turns_them_off(monkeypatch):
     monkeypatch.setenv("DREAMER_NATIVE", "0")
     assert native.kernels() is None
+    assert native.variant() is None
     assert not native.usable(torch.zeros(2))
+
+
+def test_the_build_names_its_instruction_set(kernels):
+    assert native.variant() == kernels.variant()
+    assert native.variant().split(" (")[0] in ("avx512", "avx2+fma", "portable")
+
+
+def test_dreamer_native_march_builds_for_that_cpu_under_its_own_name(monkeypatch):
+    if native._missing_tool() is not None or platform.machine().lower() != "x86_64":
+        pytest.skip("needs an x86-64 C++ compiler to tell the CPUs' instruction sets apart")
+    here = native._module_name()
+    monkeypatch.setenv(native.MARCH_VARIABLE, "haswell")
+    assert "-march=haswell" in native._cflags()
+    assert "-mprefer-vector-width=512" not in native._cflags()  # no AVX-512 on a Haswell
+    assert native._module_name() != here
+    monkeypatch.setenv(native.MARCH_VARIABLE, "skylake-avx512")
+    assert "-mprefer-vector-width=512" in native._cflags()
+    monkeypatch.setenv(native.MARCH_VARIABLE, " ")  # unset, in effect
+    assert native._module_name() == here
 
 
 def test_a_failed_build_falls_back_with_one_note(monkeypatch, caplog, tmp_path):

@@ -1,10 +1,17 @@
 """Winograd's 3x3 convolution (dreamer/caffe/winograd.py, winograd.cpp) against the direct
 convolution in float64, and where the net uses it."""
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dreamer.caffe import winograd
+from dreamer.caffe import native, winograd
 from dreamer.caffe.layers import Convolution
 from dreamer.caffe.net import load_net
 from tests.tiny_caffe import make_tiny_model
@@ -43,6 +50,15 @@ def _relative_error(got, want):
 ])
 def test_winograd_convolution_and_its_gradient_match_float64(kernels, k, batch, cin, cout,
                                                              height, width, pad):
+    forward, backward = _errors(k, batch, cin, cout, height, width, pad)
+    # float32 rounding through the transforms: about 1e-5 of the largest value
+    assert forward < 5e-5
+    assert backward < 5e-5
+
+
+def _errors(k, batch, cin, cout, height, width, pad):
+    """Relative errors of the convolution and of its input gradient, on this process's
+    kernels, against float64."""
     gen = torch.Generator().manual_seed(cin * cout + height)
     pad = pad if isinstance(pad, tuple) else (pad, pad)
     conv = _Conv(cin, cout, k, pad, gen)
@@ -53,13 +69,56 @@ def test_winograd_convolution_and_its_gradient_match_float64(kernels, k, batch, 
     x64 = x.detach().double().requires_grad_(True)
     want = F.conv2d(x64, conv.weight.double(), conv.bias.double(), 1, pad)
     assert y.shape == want.shape and y.is_contiguous(memory_format=torch.channels_last)
-    # float32 rounding through the transforms: about 1e-5 of the largest value
-    assert _relative_error(y, want) < 5e-5
     g = torch.randn(want.shape, generator=gen, dtype=torch.float64)
     (dx,) = torch.autograd.grad(y, x, g.float())
     (want_dx,) = torch.autograd.grad(want, x64, g)
     assert dx.shape == x.shape and dx.is_contiguous(memory_format=torch.channels_last)
-    assert _relative_error(dx, want_dx) < 5e-5
+    return _relative_error(y, want), _relative_error(dx, want_dx)
+
+
+# ragged ends for vectors of 8 and 4 and panels of 16 and 8, besides those of 16 and 32
+RAGGED = [(3, 2, 17, 33, 13, 10, 1), (3, 1, 13, 24, 12, 17, 2), (3, 3, 20, 3, 5, 6, 0),
+          (3, 1, 64, 100, 30, 41, 1), (5, 1, 7, 9, 9, 11, 2), (5, 1, 36, 44, 19, 23, 2),
+          (4, 2, 12, 20, 25, 31, 3)]
+
+
+def _x86_with(*flags):
+    try:
+        cpu = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return platform.machine().lower() in ("x86_64", "amd64") and all(f in cpu for f in flags)
+
+
+@pytest.mark.slow  # a build of its own: about a minute, the first time
+@pytest.mark.parametrize("march, isa, cpu_flags", [
+    ("haswell", "avx2+fma (8 lanes, panels of 16)", ("avx2", "fma")),
+    ("x86-64", "portable (4 lanes, panels of 8)", ()),
+])
+def test_a_build_for_another_instruction_set_matches_float64(kernels, march, isa, cpu_flags):
+    # the AVX2 and portable paths, built on this CPU with DREAMER_NATIVE_MARCH, in a process
+    # of their own (a process holds one build)
+    if not _x86_with(*cpu_flags):
+        pytest.skip(f"-march={march} needs an x86-64 CPU with {cpu_flags}")
+    script = ("import json; from dreamer.caffe import native; "
+              "from tests.test_winograd import RAGGED, _errors; "
+              "print(json.dumps([native.variant(), [_errors(*case) for case in RAGGED]]))")
+    env = {**os.environ, native.MARCH_VARIABLE: march, "DREAMER_NATIVE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    variant, errors = json.loads(done.stdout.strip().splitlines()[-1])
+    assert variant == isa
+    for case, (forward, backward) in zip(RAGGED, errors):
+        assert forward < 5e-5 and backward < 5e-5, case
+
+
+def test_the_packing_follows_the_build(kernels):
+    lanes, panel = winograd.layout()
+    assert (lanes, panel) == tuple(kernels.winograd_layout()) and panel == 2 * lanes
+    assert f"{lanes} lanes, panels of {panel}" in native.variant()
+    u = winograd.pack_weights(torch.randn(lanes + 1, 5, 3, 3))  # one vector and a ragged one
+    assert u.shape == (36 * 5 * 2 * lanes,)
 
 
 @pytest.mark.parametrize("r", [3, 4, 5])
