@@ -497,7 +497,10 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
     tile = parse_tile(config.tile)
     check_tiling(net, layers, tile)
     # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile.
-    budget = check_memory(net, layers, size, (width, height), config, tile,
+    # only the layers this range's frames use: 2 frames of customloop never reach 5b
+    used = [schedule.layer_for_frame(layers, k)
+            for k in range(frames.first, min(frames.last, frames.first + len(layers) - 1) + 1)]
+    budget = check_memory(net, used, size, (width, height), config, tile,
                           tiles.memory_budget(device), device)
     budget = budget if tile == "auto" else None
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)

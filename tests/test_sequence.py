@@ -228,7 +228,7 @@ def test_tiled_run_matches_untiled_and_auto_tiles_when_memory_is_short(tmp_path,
     original = tiles.tiled_gradient
     monkeypatch.setattr(tiles, "tiled_gradient", lambda *a, **k: calls.append(1) or
                         original(*a, **k))
-    # 800 kB left for the step once the whole frames are held: too little for it untiled
+    # 800 kB left for the steps once the whole frames are held: too little untiled
     held = tiles.frames_bytes(120, 160, FAST["octave_n"], 1.4) - 2 * 3 * 4 * 120 * 160
     monkeypatch.setattr(tiles, "memory_budget", lambda device: held + 800_000)
     run(tmp_path, tiny_model, frames="big", out="auto", seed=3)
