@@ -43,9 +43,11 @@ def _weights(spec: LayerSpec, index: int, shape: tuple[int, ...]) -> torch.Tenso
                            "caffemodel; check that -m names the weights of this prototxt")
     blob = spec.blobs[index]
     if blob.size != math.prod(shape):
-        raise DreamerError(f"weights of layer '{spec.name}' have shape {blob.shape}, the "
-                           f"prototxt needs {shape}; the caffemodel does not belong to "
-                           "this prototxt")
+        # `shape` is partly worked out from the blob itself (a conv's input channels), so
+        # it is not named: net.weight_mismatch names the shape the bottom blob asks for
+        raise DreamerError(f"weights of layer '{spec.name}' have shape {blob.shape}, which "
+                           "does not fit the layer in the prototxt; the caffemodel does not "
+                           "belong to this prototxt")
     return torch.from_numpy(np.ascontiguousarray(blob, dtype=np.float32).reshape(shape))
 
 
