@@ -284,8 +284,7 @@ def describe_device(device: torch.device) -> str:
     if native.kernels() is None:
         kernels = "PyTorch's (none compiled)"
     else:
-        variant = getattr(native, "variant", lambda: "compiled")()
-        kernels = f"{variant}, DREAMER_NATIVE={autotune.mode()}"
+        kernels = f"{native.variant()}, DREAMER_NATIVE={autotune.mode()}"
     return (f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} CPUs; "
             f"convolution (Winograd), pooling and LRN kernels: {kernels}")
 

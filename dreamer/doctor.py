@@ -40,8 +40,7 @@ def lines() -> list[tuple[str, bool]]:
     how = {"on": "always, where they apply (DREAMER_NATIVE=1)",
            "auto": "per layer, shape and direction, whichever of them and PyTorch's op is "
                    "faster, timed on first use (DREAMER_NATIVE=auto)"}[mode]
-    variant = getattr(native, "variant", lambda: "compiled")()
-    out.append((f"CPU kernels: {variant}; used {how}", True))
+    out.append((f"CPU kernels: {native.variant()}; used {how}", True))
     if mode == "auto":
         path = autotune.cache_path()
         known = autotune._read(path)

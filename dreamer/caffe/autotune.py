@@ -160,9 +160,7 @@ def setup() -> dict:
     from dreamer.caffe import native
 
     m = mode()
-    variant = None
-    if m != "off" and native.kernels() is not None:
-        variant = getattr(native, "variant", lambda: "compiled")()
+    variant = None if m == "off" else native.variant()
     return {"mode": m, "variant": variant, "cpu": cpu_model(),
             "threads": torch.get_num_threads()}
 
