@@ -443,6 +443,7 @@ def run_memory_child(args: argparse.Namespace) -> int:
               p.step_size)
     _sync(device)
     print(f"{memory.mb():.1f} {time.perf_counter() - t:.2f}")
+    autotune.save()
     return 0
 
 

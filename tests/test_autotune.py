@@ -54,17 +54,26 @@ def test_a_bad_mode_is_one_line_naming_the_values(monkeypatch):
 
 @pytest.mark.parametrize("native_s, torch_s, winner", [(0.02, 0.0, "torch"),
                                                        (0.0, 0.02, "native")])
-def test_the_faster_wins_once_and_is_kept(native_s, torch_s, winner):
+def test_the_faster_wins_once_and_is_kept(monkeypatch, native_s, torch_s, winner):
+    monkeypatch.setattr(autotune, "CLEAR", float("inf"))  # every round, for the count
     fast_native, fast_torch = slow(native_s, "N"), slow(torch_s, "T")
     k = autotune.key("layer", "conv", "forward", (1, 2, 3, 4))
     choice, result = autotune.decide(k, fast_native, fast_torch)
     assert choice == winner and result == winner[0].upper()
     timed = len(fast_native.calls), len(fast_torch.calls)
-    assert timed == (autotune.ROUNDS + 1,) * 2
+    # each timed once and then dropped, the winner once more for the result
+    rounds = autotune.ROUNDS + 1
+    assert timed == ((rounds + 1, rounds) if winner == "native" else (rounds, rounds + 1))
     assert autotune.decide(k, fast_native, fast_torch) == (winner, winner[0].upper())
     runs = [len(fast_native.calls) - timed[0], len(fast_torch.calls) - timed[1]]
     assert runs == ([1, 0] if winner == "native" else [0, 1])  # no second timing
     assert autotune.used() == {k: winner}
+
+
+def test_a_clear_winner_is_timed_one_round_only():
+    n, t = slow(0.03, "N"), slow(0.0, "T")
+    assert autotune.decide("k", n, t) == ("torch", "T")
+    assert (len(n.calls), len(t.calls)) == (2, 3)  # warm-up, one round, the result
 
 
 def test_the_modes_on_and_off_never_time(monkeypatch):

@@ -32,6 +32,7 @@ from dreamer.errors import DreamerError
 NATIVE, TORCH = "native", "torch"
 MODES = {"0": "off", "1": "on", "auto": "auto", "": "auto"}
 ROUNDS = 3  # timed calls of each, after one warm-up call each; the minimum counts
+CLEAR = 1.5  # a winner by this factor after one timed round is not timed further
 T = TypeVar("T")
 
 
@@ -87,7 +88,7 @@ def decide(k: str | None, native_fn: Callable[[], T], torch_fn: Callable[[], T],
     choice = _choices.known.get(k)  # (a dict read is atomic; writes take the lock)
     if choice is None:
         choice, result = _time(*(trials or (native_fn, torch_fn)))
-        if trials:
+        if trials:  # what was timed is not the result
             result = (native_fn if choice == NATIVE else torch_fn)()
         with _choices.lock:
             _choices.known[k] = choice
@@ -101,21 +102,22 @@ def decide(k: str | None, native_fn: Callable[[], T], torch_fn: Callable[[], T],
 def _time(native_fn, torch_fn):
     """The faster of the two and its result. Calls alternate, so that a slow spell of a
     shared machine hits both; the minimum of each is what the op costs when undisturbed.
-    The result kept is the winner's: the same bits a later call gives (both ops are
-    deterministic for a given thread count)."""
+    Each timed result is dropped at once, so timing never holds more memory than a call
+    does (the tile planner's budget assumes one); the winner then runs once more for the
+    result: the same bits (both ops are deterministic for a given thread count)."""
     fns = {NATIVE: native_fn, TORCH: torch_fn}
     best = {name: float("inf") for name in fns}
-    results = {}
     for round_ in range(ROUNDS + 1):
         for name, fn in fns.items():
-            results[name] = None  # the previous result's memory is free for this call
             start = time.perf_counter()
-            results[name] = fn()
+            fn()
             seconds = time.perf_counter() - start
             if round_ > 0:  # the first call pays for first touches and allocations
                 best[name] = min(best[name], seconds)
+        if round_ > 0 and max(best.values()) > CLEAR * min(best.values()):
+            break  # no disturbance makes up a gap this wide: the first frame waits less
     choice = NATIVE if best[NATIVE] <= best[TORCH] else TORCH
-    return choice, results[choice]
+    return choice, fns[choice]()
 
 
 def _note_used(k: str, choice: str) -> None:
