@@ -3,16 +3,16 @@
 
     python 2_dreaming_time.py -i frames -o processed -it jpg --gpu 0
 
-All the work is in the `dreamer` package (dreamer.dream_cli, dreamer.sequence).
+All the work is in the `dreamer` package (dreamer.cli.dream, dreamer.run.sequence).
 """
 import sys
 
 if __name__ == "__main__":
     # Before any other import: Ctrl-C while PyTorch loads (seconds) gives one line, not a
-    # traceback. dreamer.oneline is light; dream_cli's main takes over once torch is in.
-    from dreamer.oneline import interrupts_exit_at_once
+    # traceback. dreamer.cli.oneline is light; dream_cli's main takes over once torch is in.
+    from dreamer.cli.oneline import interrupts_exit_at_once
 
     interrupts_exit_at_once()
-    from dreamer.dream_cli import main
+    from dreamer.cli.dream import main
 
     sys.exit(main(prog="2_dreaming_time.py"))

@@ -6,12 +6,12 @@
 #       [-o OUT.mp4] [--overwrite] [--crf N]
 #
 # Default output: <FRAMES_DIR name>_done.mp4 in the current directory; an existing file is
-# only replaced with --overwrite. All the work is in dreamer/assemble.py.
+# only replaced with --overwrite. All the work is in dreamer/video/assemble.py.
 set -euo pipefail
 
 # This script's folder (with a trailing /, or none for the current one), in bash
 # alone: dirname may not be on PATH.
 me=${BASH_SOURCE[0]}
-# shellcheck source=SCRIPTDIR/dreamer/run_stage.sh
-source "${me%"${me##*/}"}dreamer/run_stage.sh"
+# shellcheck source=SCRIPTDIR/dreamer/cli/run_stage.sh
+source "${me%"${me##*/}"}dreamer/cli/run_stage.sh"
 run_stage assemble "$@"

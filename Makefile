@@ -40,7 +40,7 @@ demo: $(VENV)/.demo-photo
 
 # The README's pictures in images/, from the demo's frames.
 images: $(VENV)/.demo-photo
-	$(PY) -m dreamer.gallery
+	$(PY) -m dreamer.cli.gallery
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,12 +6,12 @@
 #       [-o OUT.gif] [--overwrite]
 #
 # Default output: <FRAMES_DIR name>.gif in the current directory. The work is in
-# dreamer/gif.py.
+# dreamer/video/gif.py.
 set -euo pipefail
 
 # This script's folder (with a trailing /, or none for the current one), in bash
 # alone: dirname may not be on PATH.
 me=${BASH_SOURCE[0]}
-# shellcheck source=SCRIPTDIR/dreamer/run_stage.sh
-source "${me%"${me##*/}"}dreamer/run_stage.sh"
+# shellcheck source=SCRIPTDIR/dreamer/cli/run_stage.sh
+source "${me%"${me##*/}"}dreamer/cli/run_stage.sh"
 run_stage gif "$@"

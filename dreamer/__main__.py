@@ -2,11 +2,12 @@
 import signal
 import sys
 
-from dreamer.oneline import interrupts_exit_at_once
+from dreamer.cli.oneline import interrupts_exit_at_once
 
-# Ctrl-C while dreamer.cli loads gives one line; then each command's own handling applies.
+# Ctrl-C while dreamer.cli.dreamvideo loads gives one line; then each command's own
+# handling applies.
 previous = interrupts_exit_at_once()
-from dreamer.cli import main  # noqa: E402
+from dreamer.cli.dreamvideo import main  # noqa: E402
 
 signal.signal(signal.SIGINT, previous)
 sys.exit(main())

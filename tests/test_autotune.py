@@ -14,8 +14,8 @@ from dreamer.caffe import autotune
 from dreamer.caffe.net import load_net
 from dreamer.config import DreamConfig
 from dreamer.errors import DreamerError
-from dreamer.manifest import Manifest
-from dreamer.sequence import dream_sequence
+from dreamer.run.manifest import Manifest
+from dreamer.run.sequence import dream_sequence
 
 
 @pytest.fixture(autouse=True)

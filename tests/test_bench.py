@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer import bench, schedule, threads
+from dreamer.cli import bench
+from dreamer.dream import schedule
+from dreamer.run import threads
 from dreamer.caffe.layers import _LRNAcross
 from dreamer.caffe.net import load_net
-from dreamer.render import deepdream
+from dreamer.dream.render import deepdream
 from tiny_caffe import make_tiny_model
 
 MEAN = torch.tensor(bench.MEAN)

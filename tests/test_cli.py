@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_dream, tree_hashes, write_frames
-from dreamer.dream_cli import build_parser, config_from_args
+from dreamer.cli.dream import build_parser, config_from_args
 
 ALL_SHORT = ["-i", "in", "-o", "out", "-it", "jpg", "--gpu", "1", "-t", "models/x/", "-m",
              "x.caffemodel", "-p", "320", "-oct", "3", "-octs", "1.3", "-itr", "7", "-j", "8",

@@ -1,7 +1,8 @@
 """`dreamvideo doctor`: the facts a bug report starts from, a line each."""
 from __future__ import annotations
 
-from dreamer import cli, ffmpeg
+from dreamer.cli import dreamvideo as cli
+from dreamer.video import ffmpeg
 
 
 def test_doctor_names_ffmpeg_the_cpu_and_the_kernels(capsys, monkeypatch):

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from dreamer import models
+from dreamer.caffe import models
 from dreamer.errors import DreamerError
 from tiny_caffe import make_tiny_model
 

@@ -247,7 +247,7 @@ def test_a_missing_compiler_is_named(monkeypatch):
 
 
 def test_reference_net_of_the_benchmark_uses_pytorch_convolutions_pools_and_lrn(tiny):
-    from dreamer import bench
+    from dreamer.cli import bench
 
     net = bench.reference_net(*tiny, torch.device("cpu"))
     kinds = [layer for layer in net.layers if isinstance(layer, (layers.Pooling, layers.LRN))]

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dreamer.errors import DreamerError
-from dreamer.frames import FrameSet, choose_range
-from dreamer.resume import Plan, plan_run
+from dreamer.video.frames import FrameSet, choose_range
+from dreamer.run.resume import Plan, plan_run
 
 numbers = st.sets(st.integers(1, 60), min_size=1, max_size=40)
 bound = st.none() | st.integers(-2, 70)
@@ -55,7 +55,7 @@ def test_plan_starts_at_the_first_frame_not_done(first, length, done, overwrite)
 
     last = first + length
     params = {"step_size": 1.5}
-    from dreamer.resume import params_key
+    from dreamer.run.resume import params_key
 
     key = params_key(params)
     with tempfile.TemporaryDirectory() as d:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from dreamer import objectives
+from dreamer.dream import objectives
 from dreamer.caffe.net import load_net
-from dreamer.render import deepdream, make_step
+from dreamer.dream.render import deepdream, make_step
 from tiny_caffe import make_tiny_model
 
 MEAN = torch.tensor([104.0, 116.0, 122.0])
@@ -75,7 +75,7 @@ def test_zero_iterations_return_the_image(tmp_path):
 def test_compiled_net_dreams_what_the_net_dreams(tmp_path):
     """--compile's path, traced and differentiated by torch.compile on the CPU (the
     aot_eager backend: the graph capture and its backward, without generating code)."""
-    from dreamer.device import CompiledNet
+    from dreamer.run.device import CompiledNet
 
     net = _net(tmp_path)
     compiled = CompiledNet(net, backend="aot_eager")

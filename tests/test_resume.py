@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT, run_dream, tree_hashes, write_frames
-from dreamer.manifest import JOURNAL_NAME, MANIFEST_NAME
+from dreamer.run.manifest import JOURNAL_NAME, MANIFEST_NAME
 
 
 def dream_cmd(frames, out, model, *extra):
@@ -207,11 +207,11 @@ def test_disk_full_ends_with_one_line_and_keeps_finished_frames(reference, tiny_
                                                                 monkeypatch, capsys):
     import errno
 
-    import dreamer.frames
-    from dreamer.dream_cli import main
+    import dreamer.video.frames
+    from dreamer.cli.dream import main
 
     saved = []
-    real_save = dreamer.frames.Image.Image.save
+    real_save = dreamer.video.frames.Image.Image.save
 
     def save(self, fp, *args, **kwargs):
         if len(saved) >= 3:
@@ -219,7 +219,7 @@ def test_disk_full_ends_with_one_line_and_keeps_finished_frames(reference, tiny_
         saved.append(1)
         return real_save(self, fp, *args, **kwargs)
 
-    monkeypatch.setattr(dreamer.frames.Image.Image, "save", save)
+    monkeypatch.setattr(dreamer.video.frames.Image.Image, "save", save)
     out = tmp_path / "out"
     code = main(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5)[2:])
     err = capsys.readouterr().err.strip()
@@ -227,6 +227,6 @@ def test_disk_full_ends_with_one_line_and_keeps_finished_frames(reference, tiny_
     assert "No space left on device" in err and "frames 1..3 are complete" in err
     assert sorted(p.name for p in out.glob("0*")) == [f"{k:08d}.png" for k in (1, 2, 3)]
     assert not list(out.glob(".*.tmp"))
-    monkeypatch.setattr(dreamer.frames.Image.Image, "save", real_save)
+    monkeypatch.setattr(dreamer.video.frames.Image.Image, "save", real_save)
     assert main(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5)[2:]) == 0
     assert frame_bytes(out) == frame_bytes(reference / "ref")

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from conftest import run_dream, tree_hashes, write_frames
-from dreamer import schedule, transforms
+from dreamer.dream import schedule, transforms
 from dreamer.caffe.net import load_net
 from dreamer.config import DreamConfig
-from dreamer.manifest import MANIFEST_NAME
-from dreamer.models import sha1_file
-from dreamer.progress import Progress
-from dreamer.render import deepdream
-from dreamer.sequence import dream_sequence
+from dreamer.run.manifest import MANIFEST_NAME
+from dreamer.caffe.models import sha1_file
+from dreamer.run.progress import Progress
+from dreamer.dream.render import deepdream
+from dreamer.run.sequence import dream_sequence
 
 FAST = dict(octave_n=2, iter_n=2, octave_scale=1.4, model_name="tiny.caffemodel")
 
@@ -58,7 +58,7 @@ def test_each_frame_is_decoded_once_while_the_one_before_dreams(tmp_path, tiny_m
                                                                 monkeypatch):
     import threading
 
-    from dreamer import sequence
+    from dreamer.run import sequence
 
     reads, decode = [], sequence.read_frame
 
@@ -154,7 +154,7 @@ def test_guide_images_of_any_size_and_mode(tmp_path, tiny_model, frames, mode, s
 
 
 def test_guide_features_are_computed_once_per_layer(tmp_path, tiny_model, frames, monkeypatch):
-    import dreamer.sequence as seq
+    import dreamer.run.sequence as seq
 
     calls = []
     original = seq.guide_features
@@ -216,7 +216,7 @@ def test_gpu_matches_cpu(tmp_path, tiny_model, frames):
 
 def test_tiled_run_matches_untiled_and_auto_tiles_when_memory_is_short(tmp_path, tiny_model,
                                                                         monkeypatch):
-    import dreamer.tiles as tiles
+    import dreamer.dream.tiles as tiles
 
     write_frames(tmp_path / "big", 2, size=(160, 120))
     run(tmp_path, tiny_model, frames="big", out="whole", seed=3, tile="off")

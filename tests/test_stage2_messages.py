@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conftest import GOOGLENET, ROOT, write_frames
-from dreamer import tiles
-from dreamer.dream_cli import main
+from dreamer.dream import tiles
+from dreamer.cli.dream import main
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dreamer import assemble, extract, ffmpeg, stages
+from dreamer.cli import stages
+from dreamer.video import assemble, extract, ffmpeg
 from dreamer.errors import DreamerError
-from dreamer.ffmpeg import FFmpegError, VideoInfo
-from dreamer.frames import FrameSet
+from dreamer.video.ffmpeg import FFmpegError, VideoInfo
+from dreamer.video.frames import FrameSet
 
 REPO = Path(__file__).resolve().parent.parent
 NTSC = Fraction(30000, 1001)
@@ -570,13 +571,13 @@ def test_all_in_one_command(ff, clips, tmp_path, tiny_model):
     stage2 = ["-t", str(tiny_model), "-m", "tiny.caffemodel", "-l", "inception_4c/output",
               "-oct", "1", "-itr", "1", "--seed", "1", "-sf", "5", "-ef", "12", "-v", "0"]
     result = subprocess.run(
-        [sys.executable, "-m", "dreamer.stages", "all", str(clips["cfr"]), "-w", "work",
+        [sys.executable, "-m", "dreamer.cli.stages", "all", str(clips["cfr"]), "-w", "work",
          "-o", "dream.mp4", "--", *stage2], cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert decoded_frames(ff, tmp_path / "dream.mp4") == 8
     again = subprocess.run(   # a second run reuses stage 1's frames and resumes stage 2
-        [sys.executable, "-m", "dreamer.stages", "all", str(clips["cfr"]), "-w", "work",
+        [sys.executable, "-m", "dreamer.cli.stages", "all", str(clips["cfr"]), "-w", "work",
          "-o", "dream.mp4", "--overwrite", "--", *stage2], cwd=tmp_path, capture_output=True,
         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert again.returncode == 0, again.stderr

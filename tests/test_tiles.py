@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamer import objectives, tiles
+from dreamer.dream import objectives, tiles
 from dreamer.caffe.net import load_net
-from dreamer.render import deepdream, make_step
+from dreamer.dream.render import deepdream, make_step
 from tiny_caffe import make_tiny_model
 
 MEAN = torch.tensor([104.0, 116.0, 122.0])

@@ -6,7 +6,7 @@ import pytest
 import scipy.ndimage as nd
 import torch
 
-from dreamer import transforms
+from dreamer.dream import transforms
 
 MEAN = torch.tensor([104.0, 116.0, 122.0])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from dreamer import ffmpeg
-from dreamer.assemble import (
+from dreamer.video import ffmpeg
+from dreamer.video.assemble import (
     check_output,
     default_output,
     frames_input,
@@ -16,8 +16,8 @@ from dreamer.assemble import (
     scan_frames,
 )
 from dreamer.errors import DreamerError
-from dreamer.extract import find_record
-from dreamer.frames import FrameSet
+from dreamer.video.extract import find_record
+from dreamer.video.frames import FrameSet
 
 GIF_MAX_FPS = 50    # GIF delays are centiseconds and browsers slow anything under 2
 

@@ -1,10 +1,11 @@
 """The command line of stages 1 and 3, the GIF maker and the all-in-one command: it parses
-the arguments and calls dreamer.extract, dreamer.assemble, dreamer.gif or dreamer.pipeline.
+the arguments and calls dreamer.video.extract, dreamer.video.assemble, dreamer.video.gif or
+dreamer.run.pipeline.
 
-    python -m dreamer.stages extract [ffmpeg|avconv|mplayer] VIDEO FRAMES_DIR [png|jpg]
-    python -m dreamer.stages assemble [ffmpeg|avconv|mplayer] FRAMES_DIR ORIGINAL [png|jpg]
-    python -m dreamer.stages gif FRAMES_DIR [png|jpg] [--original VIDEO]
-    python -m dreamer.stages all VIDEO [-- STAGE-2 FLAGS]
+    python -m dreamer.cli.stages extract [ffmpeg|avconv|mplayer] VIDEO FRAMES_DIR [png|jpg]
+    python -m dreamer.cli.stages assemble [ffmpeg|avconv|mplayer] FRAMES_DIR ORIGINAL [png|jpg]
+    python -m dreamer.cli.stages gif FRAMES_DIR [png|jpg] [--original VIDEO]
+    python -m dreamer.cli.stages all VIDEO [-- STAGE-2 FLAGS]
 
 1_movie2frames.sh, 3_frames2movie.sh and frames2gif.sh are thin wrappers around this.
 """
@@ -17,15 +18,15 @@ import signal
 import sys
 import threading
 
-from dreamer.assemble import CRF, assemble_video
+from dreamer.video.assemble import CRF, assemble_video
 from dreamer.errors import DreamerError
-from dreamer.extract import extract_frames
-from dreamer.ffmpeg import FFmpegError
-from dreamer.frames import IMAGE_TYPES, frame_name
-from dreamer.gif import make_gif
-from dreamer.oneline import OneLineParser, os_error_line, report
-from dreamer.pipeline import StageFailed, run_all
-from dreamer.tools import TOOLS
+from dreamer.video.extract import extract_frames
+from dreamer.video.ffmpeg import FFmpegError
+from dreamer.video.frames import IMAGE_TYPES, frame_name
+from dreamer.video.gif import make_gif
+from dreamer.cli.oneline import OneLineParser, os_error_line, report
+from dreamer.run.pipeline import StageFailed, run_all
+from dreamer.video.tools import TOOLS
 
 COMMANDS = {
     "extract": ("stage 1: a video into numbered frames",
@@ -194,7 +195,7 @@ def _print_help(name: str) -> None:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        name = prog or "python -m dreamer.stages"
+        name = prog or "python -m dreamer.cli.stages"
         if argv[:1] in (["-h"], ["--help"]):
             _print_help(name)
             return 0
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         cut = argv.index("--")
         argv, stage2 = argv[:cut], argv[cut + 1:]
     parser = _command_parser(command, prog or os.environ.get("DREAMER_PROG")
-                             or f"python -m dreamer.stages {command}")
+                             or f"python -m dreamer.cli.stages {command}")
     args = parser.parse_intermixed_args(argv)
     return _run_command(command, parser, args, stage2)
 

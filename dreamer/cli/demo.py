@@ -16,10 +16,11 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from dreamer import ffmpeg, models
+from dreamer.caffe import models
+from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
-from dreamer.frames import write_image
-from dreamer.oneline import OneLineParser, report
+from dreamer.video.frames import write_image
+from dreamer.cli.oneline import OneLineParser, report
 
 PHOTO = ("mpl-data", "sample_data", "grace_hopper.jpg")
 PHOTO_INSTALL = ".venv/bin/pip install --no-deps matplotlib==3.11.2"
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dreamer.pipeline import run_all
+    from dreamer.run.pipeline import run_all
 
     try:
         size = tuple(int(v) for v in args.size.lower().split("x"))

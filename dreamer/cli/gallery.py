@@ -1,4 +1,4 @@
-"""The README's pictures (`python -m dreamer.gallery`, after `make demo`): the demo clip
+"""The README's pictures (`python -m dreamer.cli.gallery`, after `make demo`): the demo clip
 dreamed with constant, loop and random blend, guided and zooming, as small strips."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 from PIL import Image
 
 from dreamer.config import DreamConfig
-from dreamer.demo import find_photo
+from dreamer.cli.demo import find_photo
 from dreamer.errors import DreamerError
-from dreamer.oneline import report
-from dreamer.progress import Progress
-from dreamer.sequence import dream_sequence
+from dreamer.cli.oneline import report
+from dreamer.run.progress import Progress
+from dreamer.run.sequence import dream_sequence
 
 FRAMES = Path("demo/grace_hopper/frames")
 SHOWN = (2, 4, 6, 8)

@@ -1,4 +1,4 @@
-"""`python -m dreamer.bench` (`dreamvideo bench`): how fast frames dream, against a plain port.
+"""`python -m dreamer.cli.bench` (`dreamvideo bench`): how fast frames dream, against a plain port.
 
 For each size and end layer it dreams frames with the default parameters and prints the
 median seconds per frame (after a warm-up frame), the GFLOP a frame costs (counted with
@@ -27,14 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamer import models, schedule, threads, transforms
+from dreamer.caffe import models
+from dreamer.dream import schedule, transforms
+from dreamer.run import threads
 from dreamer.caffe import autotune, native
 from dreamer.caffe.layers import LRN, Convolution, InnerProduct, Pooling
 from dreamer.caffe.net import CaffeNet, load_net
-from dreamer.device import CompiledNet, pick_device
+from dreamer.run.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError
-from dreamer.oneline import OneLineParser, report
-from dreamer.render import deepdream
+from dreamer.cli.oneline import OneLineParser, report
+from dreamer.dream.render import deepdream
 
 MEAN = (104.0, 116.0, 122.0)
 SIZES = ("540x360", "1024x768")
@@ -411,7 +413,7 @@ def memory_check(args, device: torch.device, caffemodel: Path, size: tuple[int, 
                  iterations: int) -> tuple[float, float]:
     """(peak MB, seconds) of dreaming one frame of `size`, in a child process: in this one,
     the memory the timed runs left to the allocator would count too."""
-    command = [sys.executable, "-m", "dreamer.bench", "--memory-child",
+    command = [sys.executable, "-m", "dreamer.cli.bench", "--memory-child",
                "--memory-size", "{}x{}".format(*size), "--iterations", str(iterations),
                "--octaves", str(args.octaves), "--ends", args.ends[0],
                "--precision", args.precision, "--model-path", str(caffemodel.parent),

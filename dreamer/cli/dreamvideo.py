@@ -9,7 +9,7 @@ import signal
 import sys
 
 from dreamer.errors import DreamerError
-from dreamer.oneline import interrupts_exit_at_once, report
+from dreamer.cli.oneline import interrupts_exit_at_once, report
 
 USAGE = """usage: dreamvideo COMMAND [ARGS...]
 
@@ -27,16 +27,16 @@ USAGE = """usage: dreamvideo COMMAND [ARGS...]
 
 # command -> (module, function); imported only when used, so `models` starts fast
 COMMANDS = {
-    "dream": ("dreamer.dream_cli", "main"),
-    "bench": ("dreamer.bench", "main"),
-    "demo": ("dreamer.demo", "main"),
-    "doctor": ("dreamer.doctor", "main"),
+    "dream": ("dreamer.cli.dream", "main"),
+    "bench": ("dreamer.cli.bench", "main"),
+    "demo": ("dreamer.cli.demo", "main"),
+    "doctor": ("dreamer.cli.doctor", "main"),
 }
 STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
 
 def models_main(argv: list[str]) -> int:
-    from dreamer import models
+    from dreamer.caffe import models
 
     action = argv[0] if argv else "list"
     try:
@@ -93,7 +93,7 @@ def _dispatch(argv: list[str]) -> int:
     if command == "models":
         return models_main(rest)
     if command in STAGE_COMMANDS:
-        return _load("dreamer.stages").main([command, *rest], prog=f"dreamvideo {command}")
+        return _load("dreamer.cli.stages").main([command, *rest], prog=f"dreamvideo {command}")
     if command in COMMANDS:
         module, function = COMMANDS[command]
         entry = getattr(_load(module), function)

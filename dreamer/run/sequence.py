@@ -10,19 +10,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamer import models, objectives, resume, schedule, threads, tiles, transforms
+from dreamer.caffe import models
+from dreamer.dream import objectives, schedule, tiles, transforms
+from dreamer.run import resume, threads
 from dreamer.caffe import autotune
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError, load_net
 from dreamer.config import DreamConfig
-from dreamer.device import CompiledNet, pick_device
+from dreamer.run.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
+from dreamer.video.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
                             prepare_output, preview_size, read_frame, stage_image, write_image)
-from dreamer.manifest import Manifest, describe, model_record, run_record
-from dreamer.models import sha1_file
-from dreamer.progress import Progress, Timer
-from dreamer.render import deepdream
+from dreamer.run.manifest import Manifest, describe, model_record, run_record
+from dreamer.caffe.models import sha1_file
+from dreamer.run.progress import Progress, Timer
+from dreamer.dream.render import deepdream
 
 GUIDE_MAX_SIDE = 224
 MIN_TILE = 32  # GoogLeNet's deepest stride: tiles are cut on the end layer's stride grid

@@ -9,7 +9,7 @@ import os
 import sys
 
 from dreamer.errors import DreamerError
-from dreamer.oneline import OneLineParser
+from dreamer.cli.oneline import OneLineParser
 
 
 def lines() -> list[tuple[str, bool]]:
@@ -17,7 +17,7 @@ def lines() -> list[tuple[str, bool]]:
     import torch
 
     import dreamer
-    from dreamer import ffmpeg
+    from dreamer.video import ffmpeg
     from dreamer.caffe import autotune, native
 
     out = [(f"dreamer {dreamer.__version__}, Python {sys.version.split()[0]}, PyTorch "

@@ -5,8 +5,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from dreamer import tiles, transforms
-from dreamer.objectives import Objective, l2
+from dreamer.dream import tiles, transforms
+from dreamer.dream.objectives import Objective, l2
 
 
 def make_step(net, x: torch.Tensor, end: str, offset: tuple[int, int],

@@ -12,11 +12,11 @@ from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 
-from dreamer import ffmpeg
+from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
-from dreamer.ffmpeg import VideoInfo
-from dreamer.frames import FRAME_RE, FrameSet, check_sizes, frame_name
-from dreamer.tools import check_image_type, image2_pattern, same_file, tool_exe
+from dreamer.video.ffmpeg import VideoInfo
+from dreamer.video.frames import FRAME_RE, FrameSet, check_sizes, frame_name
+from dreamer.video.tools import check_image_type, image2_pattern, same_file, tool_exe
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamer import schedule
+from dreamer.dream import schedule
 from dreamer.errors import DreamerError
-from dreamer.frames import FrameSet, frame_name, read_frame, write_image
+from dreamer.video.frames import FrameSet, frame_name, read_frame, write_image
 
 # What changes a frame's pixels (with the model, guide, layers and seed).
 DREAM_FIELDS = ("preview", "octave_n", "octave_scale", "iter_n", "jitter", "zoom",

@@ -6,9 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-from dreamer import ffmpeg
+from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
-from dreamer.frames import IMAGE_TYPES
+from dreamer.video.frames import IMAGE_TYPES
 
 TOOLS = ("ffmpeg", "avconv", "mplayer")
 

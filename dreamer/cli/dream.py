@@ -1,6 +1,6 @@
 """Stage 2's command line: the original DeepDreamVideo flags, mapped onto DreamConfig.
 
-Parsing only; the work is dreamer.sequence.dream_sequence.
+Parsing only; the work is dreamer.run.sequence.dream_sequence.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 
 from dreamer.config import DreamConfig, default
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.oneline import OneLineParser, interrupts_exit_at_once, os_error_line, report
+from dreamer.cli.oneline import OneLineParser, interrupts_exit_at_once, os_error_line, report
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         interrupts_exit_at_once()  # PyTorch takes seconds to import: see exit_at_once
         config = config_from_args(build_parser(prog).parse_args(argv))
-        sequence = importlib.import_module("dreamer.sequence")
+        sequence = importlib.import_module("dreamer.run.sequence")
         signal.signal(signal.SIGINT, interrupts)
         signal.signal(signal.SIGTERM, interrupts)
         return _dream(sequence, config, sys.argv if argv is None else argv)

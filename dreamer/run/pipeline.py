@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dreamer.assemble import assemble_video, check_output, scan_frames
+from dreamer.video.assemble import assemble_video, check_output, scan_frames
 from dreamer.errors import DreamerError
-from dreamer.extract import extract_frames, read_record
-from dreamer.tools import same_file
+from dreamer.video.extract import extract_frames, read_record
+from dreamer.video.tools import same_file
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def run_all(video: str | Path, workdir: str | Path | None = None, dream_args=(),
             overwrite: bool = False, tool: str = "ffmpeg") -> Path:
     """Stage 1 into WORKDIR/frames, stage 2 into WORKDIR/dreamed (with `dream_args`, the
     flags of 2_dreaming_time.py), stage 3 into `output` (default `<video>_dream.mp4`)."""
-    from dreamer import dream_cli   # imports torch: only when dreaming
+    from dreamer.cli import dream as dream_cli  # imports torch: only when dreaming
 
     video = Path(video)
     dream_args = [str(a) for a in dream_args]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from dreamer import ffmpeg
+from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
-from dreamer.extract import find_record
-from dreamer.ffmpeg import VideoInfo
-from dreamer.frames import (
+from dreamer.video.extract import find_record
+from dreamer.video.ffmpeg import VideoInfo
+from dreamer.video.frames import (
     FILE_MODE,
     IMAGE_TYPES,
     FrameSet,
@@ -28,7 +28,7 @@ from dreamer.frames import (
     frame_name,
     numbered_frames,
 )
-from dreamer.tools import check_image_type, image2_pattern, same_file, tool_exe
+from dreamer.video.tools import check_image_type, image2_pattern, same_file, tool_exe
 
 log = logging.getLogger(__name__)
 

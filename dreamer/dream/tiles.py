@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from dreamer.caffe.layers import Convolution, InnerProduct, Pooling
-from dreamer.objectives import Objective
+from dreamer.dream.objectives import Objective
 
 # Peak memory of one step / the summed size of the blobs up to the end layer (backward
 # keeps the forward blobs, plus a few blobs' worth of gradients at a time). Measured as

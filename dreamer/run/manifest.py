@@ -16,8 +16,8 @@ import torch
 import dreamer
 from dreamer.caffe import autotune
 from dreamer.errors import DreamerError
-from dreamer.frames import write_text
-from dreamer.models import sha1_file
+from dreamer.video.frames import write_text
+from dreamer.caffe.models import sha1_file
 
 MANIFEST_NAME = "dream_manifest.json"
 JOURNAL_NAME = "dream_manifest.journal"
