@@ -100,6 +100,19 @@ def test_choices_are_cached_on_disk_and_adopted_choices_win(tmp_path):
     assert autotune.decide(k, n, t) == ("torch", "T")
 
 
+def test_a_choice_another_run_made_meanwhile_is_taken_not_timed():
+    autotune.decide("other", slow(0, 1), slow(0, 2))  # this run has read the cache
+    path = autotune.cache_path()
+    data = json.loads(path.read_text())
+    data["choices"]["k"] = "torch"  # another run, timing k first, found PyTorch faster
+    path.write_text(json.dumps(data))
+    n, t = slow(0.0, "N"), slow(0.02, "T")
+    assert autotune.decide("k", n, t) == ("torch", "T") and len(n.calls) == 0
+    autotune.decide("new", slow(0, 1), slow(0.02, 2))  # written at once, k kept
+    assert json.loads(path.read_text())["choices"] == {"other": "native", "k": "torch",
+                                                       "new": "native"}
+
+
 def test_an_unreadable_cache_means_timing_again(tmp_path):
     path = autotune.cache_path()
     path.parent.mkdir(parents=True)

@@ -62,9 +62,9 @@ class _Choices:
         self.known: dict[str, str] = {}
         self.used: dict[str, str] = {}
         self.new_used: dict[str, str] = {}
+        self.timed: dict[str, str] = {}  # made here, not yet on disk
         self.loaded_from: Path | None = None
         self.loaded_for: tuple | None = None
-        self.dirty = False
 
     def reset(self) -> None:
         self.__init__()
@@ -87,12 +87,20 @@ def decide(k: str | None, native_fn: Callable[[], T], torch_fn: Callable[[], T],
     _load_cache()
     choice = _choices.known.get(k)  # (a dict read is atomic; writes take the lock)
     if choice is None:
+        # Another run on this machine may have timed it since this one started: the
+        # first choice made here is everyone's, so two runs of a command give one result
+        choice = _read(_choices.loaded_from).get(k) if _choices.loaded_from else None
+    if choice is None:
         choice, result = _time(*(trials or (native_fn, torch_fn)))
         if trials:  # what was timed is not the result
             result = (native_fn if choice == NATIVE else torch_fn)()
         with _choices.lock:
+            _choices.known[k] = _choices.timed[k] = choice
+        save()
+    elif k not in _choices.known:
+        with _choices.lock:
             _choices.known[k] = choice
-            _choices.dirty = True
+        result = (native_fn if choice == NATIVE else torch_fn)()
     else:
         result = (native_fn if choice == NATIVE else torch_fn)()
     _note_used(k, choice)
@@ -223,17 +231,16 @@ def _read(path: Path) -> dict[str, str]:
 
 
 def save() -> None:
-    """Writes this process's new choices to the disk cache, merged with what other runs
-    wrote meanwhile; quietly skipped where the cache cannot be written (it only saves
-    time)."""
+    """Writes this process's new choices to the disk cache (at once, as each is made),
+    merged with what other runs wrote meanwhile; quietly skipped where the cache cannot be
+    written (it only saves time)."""
     with _choices.lock:
-        if not _choices.dirty or _choices.loaded_from is None:
+        if not _choices.timed or _choices.loaded_from is None:
             return
-        path, ours = _choices.loaded_from, dict(_choices.known)
-        _choices.dirty = False
+        path, ours, _choices.timed = _choices.loaded_from, _choices.timed, {}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        merged = {**_read(path), **ours}
+        merged = {**ours, **_read(path)}  # what another run wrote first stays
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"cpu": cpu_model(), "threads": torch.get_num_threads(),
                                    "choices": dict(sorted(merged.items()))}, indent=0),
