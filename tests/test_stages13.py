@@ -416,6 +416,17 @@ def test_stage3_failure_removes_its_temporary_files(ff, clips, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "cfr_frames", "tmp"]
 
 
+def encoder_started(folder: Path) -> bool:
+    """Whether fake_encoder has written into a partial output in `folder`."""
+    for p in folder.iterdir():
+        try:
+            if ".part" in p.name and p.stat().st_size:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def test_stage3_sigterm_stops_ffmpeg_and_cleans_up(ff, clips, tmp_path):
     """SIGTERM mid-encode: ffmpeg is stopped, the partial video and temp dir are gone."""
     frames = frames_of(ff, clips, tmp_path, "cfr")
@@ -424,8 +435,8 @@ def test_stage3_sigterm_stops_ffmpeg_and_cleans_up(ff, clips, tmp_path):
            ffmpeg.ENV_VAR: str(fake_bin / "ffmpeg")}
     proc = subprocess.Popen([str(REPO / "3_frames2movie.sh"), str(frames), str(clips["cfr"])],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    for _ in range(200):
-        if any(".part" in p.name for p in tmp_path.iterdir()):
+    for _ in range(1200):  # until the encoder has written: mid-encode, as the test says
+        if encoder_started(tmp_path):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
