@@ -22,6 +22,7 @@ USAGE = """usage: dreamvideo COMMAND [ARGS...]
   bench     speed benchmark (s/frame, GFLOP/s, memory; --quick)
   demo      build a sample clip, dream it, write demo/*_done.mp4 and a contact sheet
   doctor    which ffmpeg, CPU and compiled kernels this machine runs with
+  flicker   ORIGINAL_DIR DREAMED_DIR...: how much each dream flickers (table, --plot PNG)
 
 `dreamvideo COMMAND -h` tells more."""
 
@@ -31,6 +32,7 @@ COMMANDS = {
     "bench": ("dreamer.cli.bench", "main"),
     "demo": ("dreamer.cli.demo", "main"),
     "doctor": ("dreamer.cli.doctor", "main"),
+    "flicker": ("dreamer.cli.flicker", "main"),
 }
 STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
