@@ -44,6 +44,9 @@ class DreamConfig:
     deterministic: bool = False            # GPU: fixed kernels, same numbers every run
     compile: bool = False                  # torch.compile per octave size (GPU: CUDA graphs)
     mean: tuple[float, float, float] = field(default=BGR_MEAN)
+    flow: bool = False                     # carry the dream along the film's optical flow
+    flow_blend: float | None = None        # weight of the carried dream; None: 1 - blend
+    flow_carry: str = "dream"              # carry the whole dream, or its residual only
 
     @property
     def end_layers(self) -> tuple[str, ...]:

@@ -77,6 +77,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--deterministic", action="store_true",
                    help="GPU: fixed kernels, so a resumed run repeats an uninterrupted one "
                    "exactly (slower); the CPU always is")
+    p.add_argument("--flow", action="store_true",
+                   help="carry the previous dream along the film's motion (optical flow), "
+                   "so the hallucinations move with the scene; off: the original's blend")
+    p.add_argument("--flow-blend", type=float, default=default("flow_blend"), metavar="F",
+                   help="with --flow: weight of the carried dream where the flow is "
+                   "reliable, 0 to 1 (default: 1 - blend)")
+    p.add_argument("--flow-carry", choices=("dream", "residual"), default=default("flow_carry"),
+                   help="with --flow: carry the whole dream (default) or only what it added "
+                   "to the previous frame")
     p.add_argument("--compile", action="store_true",
                    help="GPU: compile the net for each octave size, with CUDA graphs; "
                    "the first frames take minutes longer, every later one less time")
@@ -92,7 +101,7 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
         end_frame=a.end_frame, seed=a.seed,
         overwrite=a.overwrite, tile=a.tile, precision=a.precision, deterministic=a.deterministic,
-        compile=a.compile)
+        compile=a.compile, flow=a.flow, flow_blend=a.flow_blend, flow_carry=a.flow_carry)
 
 
 class _Interrupts:

@@ -2,6 +2,7 @@
 previous dream, and writes frames, manifest and the run's description."""
 from __future__ import annotations
 
+import os
 import secrets
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from dreamer.caffe import models
 from dreamer.dream import objectives, schedule, tiles, transforms
 from dreamer.run import resume, threads
 from dreamer.caffe import autotune
+from dreamer.dream.carry import CARRY_MODES, carry
+from dreamer.dream.flow import FlowCache, FlowPrefetcher
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError, load_net
 from dreamer.config import DreamConfig
@@ -57,6 +60,10 @@ def check_params(config: DreamConfig) -> None:
             raise DreamerError(message)
     schedule.parse_blend(config.blend)
     parse_tile(config.tile)
+    if config.flow_blend is not None and not 0 <= config.flow_blend <= 1:
+        raise DreamerError(f"--flow-blend must be 0 to 1 (got {config.flow_blend:g})")
+    if config.flow_carry not in CARRY_MODES:
+        raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
 
 
 def parse_tile(text: str) -> int | str | None:
@@ -326,6 +333,8 @@ class _Run:
     pending: tuple[int, Future] | None = None
     reader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     next_raw: tuple[int, Future] | None = None
+    flows: FlowPrefetcher | None = None  # with --flow
+    raw_prev: torch.Tensor | None = None  # raw frame k-1, for --flow-carry residual
 
     def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
         """Dreams frame k on top of the previous dream `state`; returns the new state."""
@@ -333,8 +342,14 @@ class _Run:
         layer = schedule.layer_for_frame(self.layers, k)
         raw = _to_tensor(self._read(k), self.device)
         b = None if state is None else schedule.blend_for_frame(self.blend, k, seed)
-        img = raw if state is None else transforms.blend(transforms.zoom(state, config.zoom),
-                                                         raw, b)
+        moved = None
+        if state is None:
+            img = raw
+        elif self.flows is not None:
+            img, moved = self._carry_by_flow(k, state, raw, b)
+        else:
+            img = transforms.blend(transforms.zoom(state, config.zoom), raw, b)
+        self.raw_prev = raw
         objective = objectives.guide(self.guides[layer]) if self.guides else objectives.l2
         self.reporter.start(k)
         dreamed = deepdream(self.net, img, layer,
@@ -346,6 +361,8 @@ class _Run:
         state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
         frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         info = dict(layer=layer, blend=b, seconds=round(timer.lap(), 3))
+        if moved is not None:
+            info["flow"] = moved
         # The kernel choices this frame used first: a resumed run adopts them all
         kernels = autotune.take_used()
         if kernels:
@@ -353,6 +370,16 @@ class _Run:
             autotune.save()
         self._save_in_background(k, frame, info)
         return state
+
+    def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor, b: float):
+        """The previous dream moved along the film into frame k (carry.py)."""
+        config = self.config
+        if self.raw_prev is None:  # the first frame of a resumed or chained range
+            self.raw_prev = _to_tensor(read_frame(self.frames.path(k - 1), self.size),
+                                       self.device)
+        weight = 1.0 - b if config.flow_blend is None else config.flow_blend
+        return carry(state, raw, self.raw_prev, self.flows.flows(k), weight, config.zoom,
+                     config.flow_carry)
 
     def _read(self, k: int) -> np.ndarray:
         """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
@@ -402,6 +429,17 @@ class _Run:
         if k - 1 >= self.plan.start:
             resume.drop_state(self.output, k - 1)
         self.progress.frame_done(k, info["seconds"])
+
+
+def _flow_prefetcher(frames: FrameSet, output: Path, size, start: int) -> FlowPrefetcher:
+    """Flows of the coming frame pairs, computed ahead in a thread, cached beside the
+    frames (or in the output's .dreamer/ where the frames' folder is read-only), so that
+    re-runs and resumed runs reuse them bit for bit."""
+    cache = FlowCache.next_to(frames.folder)
+    if not os.access(frames.folder, os.W_OK):
+        cache = FlowCache(output / resume.STATE_DIR / "flow")
+    return FlowPrefetcher(lambda k: read_frame(frames.path(k), size), max(start - 1, 1),
+                          frames.last, cache)
 
 
 def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, device,
@@ -538,6 +576,8 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
                device, manifest, progress, _OctaveReporter(progress, config, output / "previews"),
                tile, budget)
     state = _carried_state(plan, frames, output, size, device, progress)
+    if config.flow and plan.start < frames.last:
+        run.flows = _flow_prefetcher(frames, output, size, plan.start)
     k = plan.start
     try:
         for k in range(plan.start, frames.last + 1):
@@ -558,6 +598,8 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
     finally:
         run.writer.shutdown(wait=True)
         run.reader.shutdown(wait=True, cancel_futures=True)
+        if run.flows is not None:
+            run.flows.close()
 
     description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)
