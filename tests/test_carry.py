@@ -15,7 +15,7 @@ from PIL import Image
 
 from dreamer.config import DreamConfig
 from dreamer.dream import transforms
-from dreamer.dream.carry import carry, zoomed_flow
+from dreamer.dream.carry import carry, settle, zoomed_flow
 from dreamer.run.manifest import Manifest
 from dreamer.run.sequence import dream_sequence
 
@@ -38,16 +38,24 @@ def still(h=48, w=64):
 
 def test_with_no_motion_flow_blending_is_the_plain_blend():
     state, raw = as_tensor(smooth(seed=1)), as_tensor(smooth(seed=2))
-    img, info = carry(state, raw, None, still(), weight=0.3)
-    assert not info["cut"] and info["reliable"] == 1.0
-    torch.testing.assert_close(img, transforms.blend(state, raw, 0.7), atol=1e-3, rtol=0)
+    c = carry(state, raw, None, still(), weight=0.3)
+    assert not c.info["cut"] and c.info["reliable"] == 1.0
+    torch.testing.assert_close(c.img, transforms.blend(state, raw, 0.7), atol=1e-3, rtol=0)
+
+
+def test_settling_averages_with_the_moved_dream_where_reliable():
+    state, raw, dreamed = (as_tensor(smooth(seed=s)) for s in (1, 2, 3))
+    c = carry(state, raw, None, still(), weight=0.8)
+    torch.testing.assert_close(settle(dreamed, c, 0.25), 0.75 * dreamed + 0.25 * state,
+                               atol=1e-3, rtol=0)
+    assert torch.equal(settle(dreamed, c, 0.0), dreamed)
 
 
 def test_the_residual_carries_only_what_the_dream_added():
     raw_prev, raw = as_tensor(smooth(seed=1)), as_tensor(smooth(seed=2))
     state = raw_prev + 10.0
-    img, _ = carry(state, raw, raw_prev, still(), weight=0.5, mode="residual")
-    torch.testing.assert_close(img, raw + 5.0)
+    c = carry(state, raw, raw_prev, still(), weight=0.5, mode="residual")
+    torch.testing.assert_close(c.img, raw + 5.0)
 
 
 def test_a_zoom_folds_into_the_warp_as_transforms_zoom_does():
@@ -69,11 +77,10 @@ def test_the_dream_moves_with_the_film():
     from dreamer.dream.flow import compute_flow
     u8 = (lambda a: np.clip(a, 0, 255).round().astype(np.uint8))
     flows = compute_flow(u8(cur), u8(prev)), compute_flow(u8(prev), u8(cur))
-    img, info = carry(as_tensor(dream_prev), as_tensor(cur), as_tensor(prev), flows,
-                      weight=1.0)
+    c = carry(as_tensor(dream_prev), as_tensor(cur), as_tensor(prev), flows, weight=1.0)
     moved = (dream_prev - prev)[:, 8:50]  # the added pattern, 3 px later in frame k
-    got = (img.permute(1, 2, 0).numpy() - cur)[8:-8, 11:53]
-    assert np.abs(got - moved[8:-8]).mean() < 2.0 and not info["cut"]
+    got = (c.img.permute(1, 2, 0).numpy() - cur)[8:-8, 11:53]
+    assert np.abs(got - moved[8:-8]).mean() < 2.0 and not c.info["cut"]
 
 
 def test_a_scene_cut_starts_from_the_raw_frame():
@@ -81,8 +88,10 @@ def test_a_scene_cut_starts_from_the_raw_frame():
     from dreamer.dream.flow import compute_flow
     flows = compute_flow(b, a), compute_flow(a, b)
     raw = as_tensor(b)
-    img, info = carry(as_tensor(a) + 50, raw, None, flows, weight=1.0)
-    assert info["cut"] and torch.equal(img, raw)
+    c = carry(as_tensor(a) + 50, raw, None, flows, weight=1.0)
+    assert c.info["cut"] and torch.equal(c.img, raw) and c.anchor is None
+    dreamed = raw + 7
+    assert torch.equal(settle(dreamed, c, 0.5), dreamed)
 
 
 # --- in a run ---------------------------------------------------------------------------
@@ -133,6 +142,8 @@ def test_flow_settings_are_part_of_a_runs_parameters(tiny_model, tmp_path):
         dream_sequence(config_for(tiny_model, frames, tmp_path / "o", flow_blend=0.9))
     with pytest.raises(DreamerError, match="--flow-blend must be 0 to 1"):
         dream_sequence(config_for(tiny_model, frames, tmp_path / "x", flow_blend=1.5))
+    with pytest.raises(DreamerError, match="--flow-smooth must be 0 to 1"):
+        dream_sequence(config_for(tiny_model, frames, tmp_path / "x", flow_smooth=-0.1))
 
 
 @pytest.mark.slow
@@ -156,3 +167,30 @@ def test_resume_after_kill_9_with_flow_is_byte_identical(tiny_model, tmp_path):
     again = subprocess.run(cmd + ["-o", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert frame_bytes(out) == frame_bytes(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_real_googlenet_with_flow_flickers_less_on_a_moving_clip(tmp_path):
+    """testsrc2 panned 4 px a frame, dreamed as the original's video was (layer loop,
+    -b loop; fewer octaves and iterations to stay quick), with and without --flow."""
+    from conftest import GOOGLENET, ROOT, need_shared
+    from dreamer.dream import flicker
+    from dreamer.video import ffmpeg
+
+    need_shared()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    subprocess.run([ffmpeg.find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x240:rate=10:duration=1.2", "-vf",
+                    "crop=256:192:4*n:24", str(frames / "%08d.png")], check=True)
+    base = [sys.executable, "2_dreaming_time.py", "-i", str(frames), "-t", f"{GOOGLENET}/",
+            "-oct", "3", "-itr", "3", "-b", "loop", "--seed", "4", "-v", "0"]
+    reports = {}
+    for name, extra in (("plain", []), ("flow", ["--flow"])):
+        r = subprocess.run(base + ["-o", str(tmp_path / name), *extra], cwd=ROOT,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        reports[name] = flicker.measure(frames, tmp_path / name)
+    plain, flow = reports["plain"], reports["flow"]
+    assert flow.added < 0.75 * plain.added, (flow.added, plain.added)
+    assert flow.strength > 0.5 * plain.strength

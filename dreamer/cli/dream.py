@@ -82,7 +82,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    "so the hallucinations move with the scene; off: the original's blend")
     p.add_argument("--flow-blend", type=float, default=default("flow_blend"), metavar="F",
                    help="with --flow: weight of the carried dream where the flow is "
-                   "reliable, 0 to 1 (default: 1 - blend)")
+                   "reliable, 0 to 1 (default %(default)s; -b still applies where it is not)")
+    p.add_argument("--flow-smooth", type=float, default=default("flow_smooth"), metavar="S",
+                   help="with --flow: pull each dreamed frame this far towards the previous "
+                   "one moved along the flow, 0 (off) to 1 (default %(default)s): less flicker")
     p.add_argument("--flow-carry", choices=("dream", "residual"), default=default("flow_carry"),
                    help="with --flow: carry the whole dream (default) or only what it added "
                    "to the previous frame")
@@ -101,7 +104,8 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         verbose=a.verbose, guide_image=a.guide_image, start_frame=a.start_frame,
         end_frame=a.end_frame, seed=a.seed,
         overwrite=a.overwrite, tile=a.tile, precision=a.precision, deterministic=a.deterministic,
-        compile=a.compile, flow=a.flow, flow_blend=a.flow_blend, flow_carry=a.flow_carry)
+        compile=a.compile, flow=a.flow, flow_blend=a.flow_blend, flow_carry=a.flow_carry,
+        flow_smooth=a.flow_smooth)
 
 
 class _Interrupts:

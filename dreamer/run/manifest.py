@@ -153,9 +153,9 @@ def describe(config, seed: int, frames, size, model_name: str) -> str:
     if config.zoom != 1.0:
         parts.append(f"zoom {config.zoom:g} per frame")
     if config.flow:
-        weight = ("1 − blend" if config.flow_blend is None else f"{config.flow_blend:g}")
         what = "dream" if config.flow_carry == "dream" else "dream's residual"
-        parts.append(f"the {what} carried along the optical flow (weight {weight})")
+        parts.append(f"the {what} carried along the optical flow (weight "
+                     f"{config.flow_blend:g}, smoothing {config.flow_smooth:g})")
     if config.guide_image:
         parts.append(f"guided by {Path(config.guide_image).name}")
     parts.append(f"seed {seed}")

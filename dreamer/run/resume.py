@@ -30,7 +30,8 @@ def dream_params(config, model: dict, guide_sha1: str | None, image_type: str) -
     params = {f: getattr(config, f) for f in DREAM_FIELDS}
     params["mean"] = list(params["mean"])
     if config.flow:  # (only then: runs without flow keep the keys they always had)
-        params.update(flow=True, flow_blend=config.flow_blend, flow_carry=config.flow_carry)
+        params.update(flow=True, flow_blend=config.flow_blend, flow_carry=config.flow_carry,
+                      flow_smooth=config.flow_smooth)
     params.update(blend=schedule.parse_blend(config.blend), layers=list(config.end_layers),
                   model={role: m["sha1"] for role, m in model.items()}, guide=guide_sha1,
                   image_type=image_type)

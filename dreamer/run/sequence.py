@@ -15,7 +15,7 @@ from dreamer.caffe import models
 from dreamer.dream import objectives, schedule, tiles, transforms
 from dreamer.run import resume, threads
 from dreamer.caffe import autotune
-from dreamer.dream.carry import CARRY_MODES, carry
+from dreamer.dream.carry import CARRY_MODES, Carried, carry, settle
 from dreamer.dream.flow import FlowCache, FlowPrefetcher
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError, load_net
@@ -60,8 +60,10 @@ def check_params(config: DreamConfig) -> None:
             raise DreamerError(message)
     schedule.parse_blend(config.blend)
     parse_tile(config.tile)
-    if config.flow_blend is not None and not 0 <= config.flow_blend <= 1:
-        raise DreamerError(f"--flow-blend must be 0 to 1 (got {config.flow_blend:g})")
+    for name, value in (("--flow-blend", config.flow_blend), ("--flow-smooth",
+                                                                config.flow_smooth)):
+        if not 0 <= value <= 1:
+            raise DreamerError(f"{name} must be 0 to 1 (got {value:g})")
     if config.flow_carry not in CARRY_MODES:
         raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
 
@@ -342,11 +344,12 @@ class _Run:
         layer = schedule.layer_for_frame(self.layers, k)
         raw = _to_tensor(self._read(k), self.device)
         b = None if state is None else schedule.blend_for_frame(self.blend, k, seed)
-        moved = None
+        carried = None
         if state is None:
             img = raw
         elif self.flows is not None:
-            img, moved = self._carry_by_flow(k, state, raw, b)
+            carried = self._carry_by_flow(k, state, raw)
+            img = carried.img
         else:
             img = transforms.blend(transforms.zoom(state, config.zoom), raw, b)
         self.raw_prev = raw
@@ -358,11 +361,13 @@ class _Run:
                             octave_scale=config.octave_scale, step_size=config.step_size,
                             objective=objective, on_octave=self.reporter, tile=self.tile,
                             budget=self.budget)
+        if carried is not None:
+            dreamed = settle(dreamed, carried, config.flow_smooth)
         state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
         frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         info = dict(layer=layer, blend=b, seconds=round(timer.lap(), 3))
-        if moved is not None:
-            info["flow"] = moved
+        if carried is not None:
+            info["flow"] = carried.info
         # The kernel choices this frame used first: a resumed run adopts them all
         kernels = autotune.take_used()
         if kernels:
@@ -371,15 +376,14 @@ class _Run:
         self._save_in_background(k, frame, info)
         return state
 
-    def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor, b: float):
+    def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor) -> Carried:
         """The previous dream moved along the film into frame k (carry.py)."""
         config = self.config
         if self.raw_prev is None:  # the first frame of a resumed or chained range
             self.raw_prev = _to_tensor(read_frame(self.frames.path(k - 1), self.size),
                                        self.device)
-        weight = 1.0 - b if config.flow_blend is None else config.flow_blend
-        return carry(state, raw, self.raw_prev, self.flows.flows(k), weight, config.zoom,
-                     config.flow_carry)
+        return carry(state, raw, self.raw_prev, self.flows.flows(k), config.flow_blend,
+                     config.zoom, config.flow_carry)
 
     def _read(self, k: int) -> np.ndarray:
         """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
