@@ -45,7 +45,7 @@ class DreamConfig:
     compile: bool = False                  # torch.compile per octave size (GPU: CUDA graphs)
     mean: tuple[float, float, float] = field(default=BGR_MEAN)
     flow: bool = False                     # carry the dream along the film's optical flow
-    flow_blend: float = 0.8                # weight of the carried dream where reliable
+    flow_blend: float = 0.9                # weight of the carried dream where reliable
     flow_smooth: float = 0.4               # pull of each dream towards the moved last one
     flow_carry: str = "dream"              # carry the whole dream, or its residual only
 

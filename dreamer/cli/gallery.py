@@ -1,5 +1,6 @@
 """The README's pictures (`python -m dreamer.cli.gallery`, after `make demo`): the demo clip
-dreamed with constant, loop and random blend, guided and zooming, as small strips."""
+dreamed with constant, loop and random blend, guided, zooming and moving with the film
+(--flow), as small strips."""
 from __future__ import annotations
 
 import sys
@@ -23,6 +24,7 @@ VARIANTS = {
     "blend_random": dict(blend="random"),
     "guided": dict(blend="0.5", guide="Minduka_Present_Blue_Pack.png"),
     "zoom": dict(blend="0.1", zoom=1.04),
+    "flow": dict(blend="loop", flow=True),  # beside blend_loop: the same, moving with the film
 }
 
 
@@ -49,6 +51,7 @@ def main() -> int:
             config = DreamConfig(input=str(FRAMES), output=f"{tmp}/{name}", preview=192,
                                  layers=("inception_4c/output",), blend=v["blend"],
                                  zoom=v.get("zoom", 1.0), guide_image=guide, seed=1,
+                                 flow=v.get("flow", False),
                                  start_frame=1, end_frame=max(SHOWN), verbose=0)
             try:
                 dream_sequence(config, progress=Progress(max(SHOWN), 0))
