@@ -14,8 +14,8 @@ still: see settle). With --flow-carry residual, only what the dream
 added to frame k-1 is carried: init = raw(k) + f m warp(dream(k-1) - raw(k-1)), which
 keeps the film's own picture exact where the dream had added nothing. A zoom (-z) folds
 into the same warp: one resampling, not two. A scene cut (three quarters of the pixels
-unreliable) starts frame k from its raw frame. After the dream, `settle` averages the dreamed frame with
-the moved previous dream (--flow-smooth).
+unreliable) starts frame k from its raw frame. After the dream, `settle` averages the
+dreamed frame with the moved previous dream (--flow-smooth).
 """
 from __future__ import annotations
 
