@@ -32,3 +32,15 @@ def test_doctor_with_the_kernels_off(capsys, monkeypatch):
     monkeypatch.setenv("DREAMER_NATIVE", "0")
     cli.main(["doctor"])
     assert "CPU kernels: off (DREAMER_NATIVE=0)" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`dreamvideo doctor | head -0`: the pipe is closed before anything is written."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "dreamer", "doctor"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

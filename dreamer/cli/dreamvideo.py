@@ -5,6 +5,7 @@ Only dispatches: each sub-command's own module parses its arguments and runs the
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # one a command left to its caller
         print("\nerror: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dreamvideo models list | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141
 
 
 def _dispatch(argv: list[str]) -> int:
