@@ -125,7 +125,8 @@ def test_a_flow_run_records_its_flow_and_ranges_join_exactly(tiny_model, tmp_pat
     # the same run in two ranges (a chained or resumed run) gives the same bytes
     split = config_for(tiny_model, frames, tmp_path / "split", end_frame=3)
     dream_sequence(split)
-    dream_sequence(dataclasses.replace(split, end_frame=None, start_frame=4))
+    dream_sequence(dataclasses.replace(split, start_frame=4, end_frame=4))  # a lone frame
+    dream_sequence(dataclasses.replace(split, end_frame=None, start_frame=5))
     assert frame_bytes(tmp_path / "split") == frame_bytes(tmp_path / "whole")
     # and without --flow the frames differ: the flow is used
     dream_sequence(dataclasses.replace(split, flow=False, end_frame=None,

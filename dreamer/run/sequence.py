@@ -580,7 +580,7 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
                device, manifest, progress, _OctaveReporter(progress, config, output / "previews"),
                tile, budget)
     state = _carried_state(plan, frames, output, size, device, progress)
-    if config.flow and plan.start < frames.last:
+    if config.flow:
         run.flows = _flow_prefetcher(frames, output, size, plan.start)
     k = plan.start
     try:
