@@ -195,3 +195,26 @@ def test_real_googlenet_with_flow_flickers_less_on_a_moving_clip(tmp_path):
     plain, flow = reports["plain"], reports["flow"]
     assert flow.added < 0.75 * plain.added, (flow.added, plain.added)
     assert flow.strength > 0.5 * plain.strength
+
+
+def test_flow_options_without_flow_are_refused_not_ignored(tiny_model, tmp_path):
+    from dreamer.errors import DreamerError
+
+    frames = moving_frames(tmp_path / "frames", n=2)
+    for extra in (dict(flow_blend=0.5), dict(flow_carry="residual"), dict(flow_smooth=0.1)):
+        config = config_for(tiny_model, frames, tmp_path / "o", **extra)
+        with pytest.raises(DreamerError, match="only applies with --flow"):
+            dream_sequence(dataclasses.replace(config, flow=False))
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_kernel_mode_is_refused_before_the_run_starts(tiny_model, tmp_path, monkeypatch,
+                                                            capsys):
+    from dreamer.errors import DreamerError
+
+    monkeypatch.setenv("DREAMER_NATIVE", "yes")
+    frames = moving_frames(tmp_path / "frames", n=2)
+    with pytest.raises(DreamerError, match="DREAMER_NATIVE=yes is not a mode"):
+        dream_sequence(dataclasses.replace(config_for(tiny_model, frames, tmp_path / "o"),
+                                           seed=None, verbose=1))
+    assert "seed" not in capsys.readouterr().err

@@ -19,7 +19,7 @@ from dreamer.dream.carry import CARRY_MODES, Carried, carry, settle
 from dreamer.dream.flow import FlowCache, FlowPrefetcher
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError, load_net
-from dreamer.config import DreamConfig
+from dreamer.config import DreamConfig, default
 from dreamer.run.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.video.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
@@ -64,6 +64,19 @@ def check_params(config: DreamConfig) -> None:
                                                                 config.flow_smooth)):
         if not 0 <= value <= 1:
             raise DreamerError(f"{name} must be 0 to 1 (got {value:g})")
+    _check_flow_options(config)
+    autotune.mode()  # a bad DREAMER_NATIVE is refused before anything starts
+
+
+def _check_flow_options(config: DreamConfig) -> None:
+    """--flow-blend/-carry/-smooth without --flow would be ignored: a run of hours without
+    what was asked for. Refused instead."""
+    if config.flow:
+        return
+    for name in ("flow_blend", "flow_carry", "flow_smooth"):
+        if getattr(config, name) != default(name):
+            flag = "--" + name.replace("_", "-")
+            raise DreamerError(f"{flag} only applies with --flow; add --flow, or drop {flag}")
     if config.flow_carry not in CARRY_MODES:
         raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
 
