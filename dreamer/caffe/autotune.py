@@ -64,7 +64,7 @@ class _Choices:
         self.new_used: dict[str, str] = {}
         self.timed: dict[str, str] = {}  # made here, not yet on disk
         self.loaded_from: Path | None = None
-        self.loaded_for: tuple | None = None
+        self.loaded_for: int | None = None  # the thread count it was read for
 
     def reset(self) -> None:
         self.__init__()
@@ -91,27 +91,23 @@ def decide(k: str | None, native_fn: Callable[[], T], torch_fn: Callable[[], T],
         # first choice made here is everyone's, so two runs of a command give one result
         choice = _read(_choices.loaded_from).get(k) if _choices.loaded_from else None
     if choice is None:
-        choice, result = _time(*(trials or (native_fn, torch_fn)))
-        if trials:  # what was timed is not the result
-            result = (native_fn if choice == NATIVE else torch_fn)()
+        choice = _time(*(trials or (native_fn, torch_fn)))
         with _choices.lock:
             _choices.known[k] = _choices.timed[k] = choice
         save()
     elif k not in _choices.known:
         with _choices.lock:
             _choices.known[k] = choice
-        result = (native_fn if choice == NATIVE else torch_fn)()
-    else:
-        result = (native_fn if choice == NATIVE else torch_fn)()
+    result = (native_fn if choice == NATIVE else torch_fn)()
     _note_used(k, choice)
     return choice, result
 
 
-def _time(native_fn, torch_fn):
-    """The faster of the two and its result. Calls alternate, so that a slow spell of a
-    shared machine hits both; the minimum of each is what the op costs when undisturbed.
-    Each timed result is dropped at once, so timing never holds more memory than a call
-    does (the tile planner's budget assumes one); the winner then runs once more for the
+def _time(native_fn, torch_fn) -> str:
+    """Which of the two is faster. Calls alternate, so that a slow spell of a shared
+    machine hits both; the minimum of each is what the op costs when undisturbed. Each
+    timed result is dropped at once, so timing never holds more memory than a call does
+    (the tile planner's budget assumes one); the caller runs the winner once more for the
     result: the same bits (both ops are deterministic for a given thread count)."""
     fns = {NATIVE: native_fn, TORCH: torch_fn}
     best = {name: float("inf") for name in fns}
@@ -124,8 +120,7 @@ def _time(native_fn, torch_fn):
                 best[name] = min(best[name], seconds)
         if round_ > 0 and max(best.values()) > CLEAR * min(best.values()):
             break  # no disturbance makes up a gap this wide: the first frame waits less
-    choice = NATIVE if best[NATIVE] <= best[TORCH] else TORCH
-    return choice, fns[choice]()
+    return NATIVE if best[NATIVE] <= best[TORCH] else TORCH
 
 
 def _note_used(k: str, choice: str) -> None:
@@ -220,6 +215,11 @@ def _load_cache() -> None:
     with _choices.lock:
         _choices.loaded_for, _choices.loaded_from = where, path
         _choices.known = {**_read(path), **_choices.known}
+
+
+def cached() -> dict[str, str]:
+    """The choices in this machine's disk cache (for `dreamvideo doctor`)."""
+    return _read(cache_path())
 
 
 def _read(path: Path) -> dict[str, str]:

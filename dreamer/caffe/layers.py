@@ -142,7 +142,7 @@ class _StridedFew(torch.autograd.Function):
         rows, cols = space_to_depth.geometry((h, w), conv)
         gs = winograd.input_gradient(g.contiguous(memory_format=torch.channels_last),
                                      conv.weight_s2d,
-                                     _like(g, (n, c * s * s, rows // s, cols // s)), 1, 0)
+                                     _like(g, (n, c * s * s, rows // s, cols // s)), (0, 0))
         return space_to_depth.shuffle_back(gs, conv, (h, w))
 
 

@@ -175,15 +175,15 @@ class _Winograd(torch.autograd.Function):
             lambda: _convolve(g, u_backward, None, conv.weight.shape[1], r,
                               (r - 1 - ph, r - 1 - pw), shape[-2:]),
             lambda: input_gradient(g, conv.weight, torch.empty_strided(
-                shape, strides, dtype=g.dtype, device=g.device), 1, conv.padding))
+                shape, strides, dtype=g.dtype, device=g.device), conv.padding))
         return dx, None
 
 
-def input_gradient(g: torch.Tensor, weight: torch.Tensor, like: torch.Tensor, stride,
-                   padding) -> torch.Tensor:
-    """PyTorch's own input gradient of conv2d(x, weight) for an x shaped and laid out as
-    `like` (whose values it never reads): what autograd of F.conv2d computes, bit for bit."""
-    stride, padding = torch.nn.modules.utils._pair(stride), torch.nn.modules.utils._pair(padding)
+def input_gradient(g: torch.Tensor, weight: torch.Tensor, like: torch.Tensor,
+                   padding: tuple[int, int]) -> torch.Tensor:
+    """PyTorch's own input gradient of the stride-1 conv2d(x, weight, padding) for an x
+    shaped and laid out as `like` (whose values it never reads): what autograd of
+    F.conv2d computes, bit for bit."""
     return torch.ops.aten.convolution_backward(
-        g, like, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], 1,
+        g, like, weight, None, [1, 1], list(padding), [1, 1], False, [0, 0], 1,
         [True, False, False])[0]

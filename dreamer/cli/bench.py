@@ -385,7 +385,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{w:>4}x{h:<4}  {end:<20} {name:<10} {s:8.2f} {gflop:11.1f} "
                       f"{gflop / s:8.1f} {gflop / s / peak:7.0%} {mb:8.0f} {ratio:>8}",
                       flush=True)
-            autotune.save()
     if args.memory_size:
         w, h = args.memory_size
         iterations = 1 if args.quick else p.iter_n
@@ -445,7 +444,6 @@ def run_memory_child(args: argparse.Namespace) -> int:
               p.step_size)
     _sync(device)
     print(f"{memory.mb():.1f} {time.perf_counter() - t:.2f}")
-    autotune.save()
     return 0
 
 

@@ -43,7 +43,7 @@ def lines() -> list[tuple[str, bool]]:
     out.append((f"CPU kernels: {native.variant()}; used {how}", True))
     if mode == "auto":
         path = autotune.cache_path()
-        known = autotune._read(path)
+        known = autotune.cached()
         share = sum(v == autotune.NATIVE for v in known.values())
         out.append((f"kernel choices cached in {path}: {len(known)} made, {share} for the "
                     "kernels", True))

@@ -64,6 +64,8 @@ def check_params(config: DreamConfig) -> None:
                                                                 config.flow_smooth)):
         if not 0 <= value <= 1:
             raise DreamerError(f"{name} must be 0 to 1 (got {value:g})")
+    if config.flow_carry not in CARRY_MODES:
+        raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
     _check_flow_options(config)
     autotune.mode()  # a bad DREAMER_NATIVE is refused before anything starts
 
@@ -77,8 +79,6 @@ def _check_flow_options(config: DreamConfig) -> None:
         if getattr(config, name) != default(name):
             flag = "--" + name.replace("_", "-")
             raise DreamerError(f"{flag} only applies with --flow; add --flow, or drop {flag}")
-    if config.flow_carry not in CARRY_MODES:
-        raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
 
 
 def parse_tile(text: str) -> int | str | None:
@@ -385,14 +385,13 @@ class _Run:
         kernels = autotune.take_used()
         if kernels:
             info["kernels"] = kernels
-            autotune.save()
         self._save_in_background(k, frame, info)
         return state
 
     def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor) -> Carried:
         """The previous dream moved along the film into frame k (carry.py)."""
         config = self.config
-        if self.raw_prev is None:  # the first frame of a resumed or chained range
+        if self.raw_prev is None and config.flow_carry == "residual":  # a range's first
             self.raw_prev = _to_tensor(read_frame(self.frames.path(k - 1), self.size),
                                        self.device)
         return carry(state, raw, self.raw_prev, self.flows.flows(k), config.flow_blend,
