@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from dreamer.dream import flow
 from dreamer.errors import DreamerError
+from dreamer.video.frames import FRAME_RE, frame_name, numbered_frames, the_one_type
 
-FRAME_NAME = re.compile(r"^(\d{8})\.(png|jpg)$")
 # Less reliable area than this (in pixels) and a pair says nothing: it is left out.
 MIN_RELIABLE_PIXELS = 1.0
 
@@ -131,14 +130,9 @@ def _numbered_files(folder: Path) -> dict[int, Path]:
     if not folder.is_dir():
         raise DreamerError(f"{folder} is not a folder of frames; give the folder that holds "
                            "00000001.png ...")
-    found: dict[str, dict[int, Path]] = {"png": {}, "jpg": {}}
-    for name in os.listdir(folder):
-        m = FRAME_NAME.match(name)
-        if m:
-            found[m.group(2)][int(m.group(1))] = folder / name
-    if found["png"] and found["jpg"]:
-        raise DreamerError(f"{folder} holds both .png and .jpg frames; move one kind away")
-    return found["png"] or found["jpg"]
+    found = numbered_frames(folder)
+    image_type = the_one_type(folder, found, "move one kind away")
+    return {k: folder / frame_name(k, image_type) for k in sorted(found[image_type])}
 
 
 def _loaders(frames: Frames) -> dict[int, Loader]:
@@ -155,7 +149,7 @@ def _loaders(frames: Frames) -> dict[int, Loader]:
         return {int(k): loader(v) for k, v in frames.items()}
     loaders = {}
     for p in map(Path, frames):
-        m = FRAME_NAME.match(p.name)
+        m = FRAME_RE.match(p.name)
         if not m:
             raise DreamerError(f"{p} is not a numbered frame (00000001.png ...)")
         loaders[int(m.group(1))] = lambda p=p: _read(p)

@@ -22,11 +22,11 @@ from dreamer.video.extract import find_record
 from dreamer.video.ffmpeg import VideoInfo
 from dreamer.video.frames import (
     FILE_MODE,
-    IMAGE_TYPES,
     FrameSet,
     check_sizes,
     frame_name,
     numbered_frames,
+    the_one_type,
 )
 from dreamer.video.tools import check_image_type, image2_pattern, same_file, tool_exe
 
@@ -55,22 +55,14 @@ def scan_frames(folder: str | Path, image_type: str | None = None, first: int | 
                            "first, or check the path")
     found = numbered_frames(folder)
     if image_type is None:
-        image_type = _the_one_type(folder, found)
+        image_type = the_one_type(folder, found, "name the type to use (png or jpg) or move "
+                                  "one set away")
     numbers = found[image_type]
     if not numbers:
         raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; run "
                            "stages 1 and 2 first, or check the folder and the image type")
     lo, hi = _gapless_range(folder, image_type, numbers, first, last)
     return FrameSet(folder, image_type, lo, hi)
-
-
-def _the_one_type(folder: Path, found: dict[str, set[int]]) -> str:
-    """The image type the folder holds frames of (png when none); refuses a mix."""
-    present = [t for t in IMAGE_TYPES if found[t]]
-    if len(present) > 1:
-        raise DreamerError(f"{folder} holds both png and jpg frames; name the type to "
-                           "use (png or jpg) or move one set away")
-    return present[0] if present else "png"
 
 
 def _gapless_range(folder: Path, image_type: str, numbers: set[int], first: int | None,

@@ -55,6 +55,15 @@ def numbered_frames(folder: Path) -> dict[str, set[int]]:
     return found
 
 
+def the_one_type(folder: Path, found: dict[str, set[int]], how_to_choose: str) -> str:
+    """The image type `folder` holds frames of (png when none), from numbered_frames;
+    a mix is refused, saying `how_to_choose` (each command has its own way)."""
+    present = [t for t in IMAGE_TYPES if found[t]]
+    if len(present) > 1:
+        raise DreamerError(f"{folder} holds both png and jpg frames; {how_to_choose}")
+    return present[0] if present else "png"
+
+
 def find_frames(folder: str | Path, image_type: str | None, start: int | None,
                 end: int | None) -> FrameSet:
     """The contiguous range [start, end] of frames in `folder`, checked to all be there."""
@@ -64,11 +73,7 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
                            "with ./1_movie2frames.sh first")
     found = numbered_frames(folder)
     if image_type is None:
-        present = [t for t in IMAGE_TYPES if found[t]]
-        if len(present) > 1:
-            raise DreamerError(f"{folder} holds both png and jpg frames; choose one with "
-                               "-it png or -it jpg")
-        image_type = present[0] if present else "png"
+        image_type = the_one_type(folder, found, "choose one with -it png or -it jpg")
     if image_type not in IMAGE_TYPES:
         raise DreamerError(f"unknown image type '{image_type}'; use -it png or -it jpg")
     numbers = found[image_type]
