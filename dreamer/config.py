@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from dreamer.dream.keyframes import LayerKeys, is_schedule
+
 # The original's layer loop: down the inception outputs and back up again.
 CUSTOM_LOOP = (
     "inception_4c/output", "inception_4d/output", "inception_4e/output",
@@ -25,16 +27,19 @@ class DreamConfig:
     model_name: str = "bvlc_googlenet.caffemodel"
     prototxt: str = "deploy.prototxt"      # inside model_path, as in the original
     preview: int = 0                       # resize frames to this width first; 0: off
-    octave_n: int = 4
-    octave_scale: float = 1.4
-    iter_n: int = 10
-    jitter: int = 32
-    zoom: float = 1.0                      # scale the carried dream by this each frame
-    step_size: float = 1.5
-    blend: str = "0.5"                     # weight of the new raw frame, or loop | random
-    layers: tuple[str, ...] = ("customloop",)
+    # The numbers marked * may also be keyframe schedules, "1:(1.0), 30:(1.04)"
+    # (dream/keyframes.py); dream/schedule.py gives each frame its values.
+    octave_n: int | str = 4                # *
+    octave_scale: float | str = 1.4        # *
+    iter_n: int | str = 10                 # *
+    jitter: int | str = 32                 # *
+    zoom: float | str = 1.0                # * scale the carried dream by this each frame
+    step_size: float | str = 1.5           # *
+    blend: str = "0.5"                     # * weight of the new raw frame, or loop | random
+    layers: tuple[str, ...] = ("customloop",)  # cycled per frame, or one schedule
     verbose: int = 1
-    guide_image: str | None = None
+    guide_image: str | None = None         # an image, a folder of images or a video
+    guide_fps: float | None = None         # a guide video's sampling rate; None: the film's
     start_frame: int | None = None         # None: the first frame there
     end_frame: int | None = None           # None: the last frame there
     seed: int | None = None                # None: drawn, reported and recorded
@@ -45,20 +50,31 @@ class DreamConfig:
     compile: bool = False                  # torch.compile per octave size (GPU: CUDA graphs)
     mean: tuple[float, float, float] = field(default=BGR_MEAN)
     flow: bool = False                     # carry the dream along the film's optical flow
-    flow_blend: float = 0.9                # weight of the carried dream where reliable
+    flow_blend: float | str = 0.9          # * weight of the carried dream where reliable
     flow_smooth: float = 0.4               # pull of each dream towards the moved last one
     flow_carry: str = "dream"              # carry the whole dream, or its residual only
 
     @property
     def end_layers(self) -> tuple[str, ...]:
-        """`layers` with `customloop` spelled out."""
-        out: list[str] = []
-        for name in self.layers:
-            out.extend(CUSTOM_LOOP if name == "customloop" else (name,))
-        return tuple(out)
+        """`layers` with `customloop` spelled out; of a schedule, every layer it names."""
+        keys = self.layer_schedule
+        return keys.all_layers if keys is not None else expand_layers(self.layers)
+
+    @property
+    def layer_schedule(self) -> LayerKeys | None:
+        """`-l 1:(inception_4c/output), 120:(inception_5b/output)`, or None for a list."""
+        text = " ".join(self.layers)
+        return LayerKeys.parse(text, expand_layers) if is_schedule(text) else None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def expand_layers(names) -> tuple[str, ...]:
+    out: list[str] = []
+    for name in names:
+        out.extend(CUSTOM_LOOP if name == "customloop" else (name,))
+    return tuple(out)
 
 
 def default(name: str):

@@ -105,7 +105,7 @@ CASES = {
     "output is input": (lambda d, m: (["-i", d / "frames", "-o", d / "frames"]
                                       + _model_args(m)), "is the input folder"),
     "bad number": (lambda d, m: ["-i", d / "frames", "-o", d / "out", "-oct", "many"],
-                   "invalid int value"),
+                   "-oct many: not a number"),
     "zero octave scale": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-octs", "0.5"]
                                         + _model_args(m)[:-6]), "octave scale"),
     "too many octaves": (lambda d, m: (["-i", d / "frames", "-o", d / "out"] + _model_args(m)

@@ -58,15 +58,15 @@ def test_each_frame_is_decoded_once_while_the_one_before_dreams(tmp_path, tiny_m
                                                                 monkeypatch):
     import threading
 
-    from dreamer.run import sequence
+    from dreamer.run import frame as frame_module
 
-    reads, decode = [], sequence.read_frame
+    reads, decode = [], frame_module.read_frame
 
     def read_frame(path, size=None):
         reads.append((int(path.stem), threading.current_thread() is threading.main_thread()))
         return decode(path, size)
 
-    monkeypatch.setattr(sequence, "read_frame", read_frame)
+    monkeypatch.setattr(frame_module, "read_frame", read_frame)
     run(tmp_path, tiny_model, start_frame=2)
     # frame 2 on the main thread (nothing before it); 3 and 4 by the reader thread
     assert sorted(reads) == [(2, True), (3, False), (4, False)]
@@ -154,16 +154,17 @@ def test_guide_images_of_any_size_and_mode(tmp_path, tiny_model, frames, mode, s
 
 
 def test_guide_features_are_computed_once_per_layer(tmp_path, tiny_model, frames, monkeypatch):
-    import dreamer.run.sequence as seq
+    from dreamer.dream import guides
 
     calls = []
-    original = seq.guide_features
-    monkeypatch.setattr(seq, "guide_features",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = guides.features_of
+    monkeypatch.setattr(guides, "features_of",
+                        lambda *a, **k: calls.append(a[2]) or original(*a, **k))
     guide = tmp_path / "g.png"
     Image.new("RGB", (60, 60), (10, 200, 30)).save(guide)
-    run(tmp_path, tiny_model, guide_image=str(guide), seed=4)
-    assert len(calls) == 1
+    layers = ("inception_4c/output", "inception_3a/output")
+    run(tmp_path, tiny_model, guide_image=str(guide), seed=4, layers=layers)
+    assert sorted(calls) == sorted(layers)
 
 
 def test_verbose_3_writes_octave_previews_and_0_is_silent(tmp_path, tiny_model, frames):

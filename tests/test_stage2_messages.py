@@ -141,11 +141,13 @@ def test_a_start_frame_past_the_last_frame_says_so(capsys, tmp_path, ten_frames,
     assert "end frame 50 is past the last frame (10)" in line
 
 
-def test_a_folder_as_guide_image_is_named_as_a_folder(capsys, tmp_path, ten_frames,
-                                                      tiny_model):
-    line = one_line(*dream(capsys, ten_frames, tmp_path / "out", tiny_model, "-gi",
-                           ten_frames))
-    assert "is a folder" in line and "image file" in line and "not found" not in line
+def test_a_guide_folder_without_images_says_what_it_needs(capsys, tmp_path, ten_frames,
+                                                         tiny_model):
+    empty = tmp_path / "empty guide"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    line = one_line(*dream(capsys, ten_frames, tmp_path / "out", tiny_model, "-gi", empty))
+    assert "holds no png or jpg images" in line and "a video" in line
 
 
 @pytest.mark.parametrize("layer,old,new,needed", [

@@ -15,6 +15,8 @@ import torch
 
 import dreamer
 from dreamer.caffe import autotune
+from dreamer.dream.keyframes import Keyframes
+from dreamer.dream.schedule import Schedules
 from dreamer.errors import DreamerError
 from dreamer.video.frames import write_text
 from dreamer.caffe.models import sha1_file
@@ -130,33 +132,69 @@ def run_record(config, seed: int, frames, size, model: dict, dream: dict, device
     }
 
 
-def _layers_text(layers: tuple[str, ...]) -> str:
+def _layers_text(config) -> str:
+    keys = config.layer_schedule
+    if keys is not None:
+        return f"layers by keyframes {keys.text()}"
+    layers = config.end_layers
     if len(layers) == 1:
         return f"layer {layers[0]}"
     return "layers " + " → ".join(layers) + " (one per frame, repeating)"
 
 
-def describe(config, seed: int, frames, size, model_name: str) -> str:
-    """One paragraph, ready to paste under a video."""
+def _number(schedules, name: str, fmt=lambda v: f"{v:g}") -> str:
+    """A fixed value as itself, a schedule as 'from A to B by keyframes ...' (its values at
+    its first and last key)."""
+    keys = schedules.numbers[name]
+    if keys.constant:
+        return fmt(keys.at(1))
+    first, last = keys.at(keys.frames[0]), keys.at(keys.frames[-1])
+    return f"{fmt(first)}→{fmt(last)} (keyframes {keys.text()})"
+
+
+def _blend_text(schedules) -> str:
     words = {"loop": "blend looping 0.5→1.0→0.5 over 10 frames",
              "random": "blend drawn per frame from 0.5–1.0"}
-    blend = str(config.blend).strip().lower()
-    blend_text = words.get(blend) or f"blend {float(blend):g} (weight of each new frame)"
+    blend = schedules.blend
+    if isinstance(blend, str):
+        return words[blend]
+    if isinstance(blend, Keyframes) and not blend.constant:
+        return f"blend by keyframes {blend.text()} (weight of each new frame)"
+    value = blend.at(1) if isinstance(blend, Keyframes) else blend
+    return f"blend {value:g} (weight of each new frame)"
+
+
+def _guide_text(config, guide: dict | None) -> str:
+    name = Path(config.guide_image).name
+    if not guide or guide.get("kind") == "image":
+        return f"guided by {name}"
+    what = f"the {guide['frames']} frames of"
+    if guide["kind"] == "video":
+        what = f"{guide['frames']} frames at {guide['fps']} fps of the video"
+    return f"guided by {what} {name}, one per frame, looping"
+
+
+def describe(config, seed: int, frames, size, model_name: str,
+             guide: dict | None = None) -> str:
+    """One paragraph, ready to paste under a video."""
+    sched = Schedules(config)
     parts = [
         f"Dreamed with DeepDreamVideo (dreamer {dreamer.__version__}, PyTorch "
         f"{torch.__version__}) on frames {frames.first}–{frames.last} at {size[0]}x{size[1]}",
-        f"model {model_name}, {_layers_text(config.end_layers)}",
-        f"{config.octave_n} octaves at scale {config.octave_scale:g}",
-        f"{config.iter_n} iterations, step size {config.step_size:g}, jitter {config.jitter}",
-        blend_text,
+        f"model {model_name}, {_layers_text(config)}",
+        f"{_number(sched, 'octave_n')} octaves at scale {_number(sched, 'octave_scale')}",
+        f"{_number(sched, 'iter_n')} iterations, step size {_number(sched, 'step_size')}, "
+        f"jitter {_number(sched, 'jitter')}",
+        _blend_text(sched),
     ]
-    if config.zoom != 1.0:
-        parts.append(f"zoom {config.zoom:g} per frame")
+    zoom = sched.numbers["zoom"]
+    if not (zoom.constant and zoom.at(1) == 1.0):
+        parts.append(f"zoom {_number(sched, 'zoom')} per frame")
     if config.flow:
         what = "dream" if config.flow_carry == "dream" else "dream's residual"
         parts.append(f"the {what} carried along the optical flow (weight "
-                     f"{config.flow_blend:g}, smoothing {config.flow_smooth:g})")
+                     f"{_number(sched, 'flow_blend')}, smoothing {config.flow_smooth:g})")
     if config.guide_image:
-        parts.append(f"guided by {Path(config.guide_image).name}")
+        parts.append(_guide_text(config, guide))
     parts.append(f"seed {seed}")
     return "; ".join(parts) + "."

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dreamer.dream import schedule
+from dreamer.dream.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
 from dreamer.video.frames import FrameSet, frame_name, read_frame, write_image
 
@@ -26,14 +27,27 @@ STATE_DIR = ".dreamer"
 _TEMP_RE = re.compile(r"^\.(\d{8}\.(png|jpg)|dream_manifest\.json|state_\d{8}\.png)\..*\.tmp$")
 
 
-def dream_params(config, model: dict, guide_sha1: str | None, image_type: str) -> dict:
+def dream_params(config, model: dict, guide: str | None, image_type: str,
+                 schedules: schedule.Schedules | None = None) -> dict:
+    """What keys a run's frames. A fixed number stays a number and a schedule is its
+    canonical text, so runs without schedules keep the keys they always had."""
+    schedules = schedules or schedule.Schedules(config)
     params = {f: getattr(config, f) for f in DREAM_FIELDS}
     params["mean"] = list(params["mean"])
+    for name, keys in schedules.numbers.items():
+        if name in params:
+            params[name] = keys.at(1) if keys.constant else keys.text()
     if config.flow:  # (only then: runs without flow keep the keys they always had)
-        params.update(flow=True, flow_blend=config.flow_blend, flow_carry=config.flow_carry,
-                      flow_smooth=config.flow_smooth)
-    params.update(blend=schedule.parse_blend(config.blend), layers=list(config.end_layers),
-                  model={role: m["sha1"] for role, m in model.items()}, guide=guide_sha1,
+        blend = schedules.numbers["flow_blend"]
+        params.update(flow=True, flow_blend=blend.at(1) if blend.constant else blend.text(),
+                      flow_carry=config.flow_carry, flow_smooth=config.flow_smooth)
+    blend = schedules.blend
+    if isinstance(blend, Keyframes):
+        blend = blend.at(1) if blend.constant else blend.text()
+    layers = schedules.layers
+    params.update(blend=blend,
+                  layers=layers.text() if isinstance(layers, LayerKeys) else list(layers),
+                  model={role: m["sha1"] for role, m in model.items()}, guide=guide,
                   image_type=image_type)
     return params
 

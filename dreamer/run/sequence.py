@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import os
 import secrets
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dreamer.caffe import models
-from dreamer.dream import objectives, schedule, tiles, transforms
-from dreamer.run import resume, threads
-from dreamer.caffe import autotune
-from dreamer.dream.carry import CARRY_MODES, Carried, carry, settle
-from dreamer.dream.flow import FlowCache, FlowPrefetcher
+from dreamer.caffe import autotune, models
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError, load_net
 from dreamer.config import DreamConfig, default
-from dreamer.run.device import CompiledNet, pick_device
+from dreamer.dream import schedule, tiles, transforms
+from dreamer.dream.carry import CARRY_MODES
+from dreamer.dream.flow import FlowCache
+from dreamer.dream.guides import Guide
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.video.frames import (FrameSet, check_sizes, commit, discard, find_frames, frame_name,
-                            prepare_output, preview_size, read_frame, stage_image, write_image)
+from dreamer.run import resume, threads
+from dreamer.run.device import CompiledNet, pick_device
+from dreamer.run.frame import FrameDreamer, OctaveReporter, to_tensor
+from dreamer.run.guide_source import guide_images
 from dreamer.run.manifest import Manifest, describe, model_record, run_record
-from dreamer.caffe.models import sha1_file
-from dreamer.run.progress import Progress, Timer
-from dreamer.dream.render import deepdream
+from dreamer.run.progress import Progress
+from dreamer.run.writer import FrameWriter
+from dreamer.video.frames import FrameSet, check_sizes, find_frames, prepare_output, preview_size
 
-GUIDE_MAX_SIDE = 224
 MIN_TILE = 32  # GoogLeNet's deepest stride: tiles are cut on the end layer's stride grid
 
 
@@ -44,13 +42,6 @@ class RunResult:
 def check_params(config: DreamConfig) -> None:
     """Numbers the dream cannot work with, refused before any file is touched."""
     rules = [
-        (config.octave_n >= 1, f"octaves must be at least 1 (got {config.octave_n})"),
-        (config.octave_scale >= 1.0, f"octave scale must be at least 1 (got "
-                                     f"{config.octave_scale:g}); 1.4 is the classic value"),
-        (config.iter_n >= 0, f"iterations must be 0 or more (got {config.iter_n})"),
-        (config.jitter >= 0, f"jitter must be 0 or more (got {config.jitter})"),
-        (config.step_size > 0, f"step size must be above 0 (got {config.step_size:g})"),
-        (config.zoom > 0, f"zoom must be above 0 (got {config.zoom:g}); 1 is off"),
         (config.preview >= 0, f"preview width must be 0 (off) or more (got {config.preview})"),
         (0 <= config.verbose <= 3, f"verbosity must be 0 to 3 (got {config.verbose})"),
         (bool(config.layers), "no layers given; name at least one with -l"),
@@ -58,12 +49,10 @@ def check_params(config: DreamConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise DreamerError(message)
-    schedule.parse_blend(config.blend)
+    schedule.Schedules(config).check()  # fixed values now, schedules once the range is known
     parse_tile(config.tile)
-    for name, value in (("--flow-blend", config.flow_blend), ("--flow-smooth",
-                                                                config.flow_smooth)):
-        if not 0 <= value <= 1:
-            raise DreamerError(f"{name} must be 0 to 1 (got {value:g})")
+    if not 0 <= config.flow_smooth <= 1:
+        raise DreamerError(f"--flow-smooth must be 0 to 1 (got {config.flow_smooth:g})")
     if config.flow_carry not in CARRY_MODES:
         raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
     _check_flow_options(config)
@@ -266,198 +255,6 @@ def _size_text(n: int) -> str:
     return f"{n / 1e6:.0f} MB"
 
 
-def guide_features(net: CaffeNet, path: str, layers, mean: torch.Tensor,
-                   device: torch.device) -> dict[str, torch.Tensor]:
-    """The guide's activations, once per end layer for the whole run."""
-    from PIL import Image
-
-    if Path(path).is_dir():
-        raise DreamerError(f"guide image {path} is a folder; name an image file in it with "
-                           "-gi/--guide-image")
-    if not Path(path).is_file():
-        raise DreamerError(f"guide image {path} not found; check -gi/--guide-image")
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            scale = GUIDE_MAX_SIDE / max(img.size)
-            if scale < 1:
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                img = img.resize(size, Image.BILINEAR)
-            rgb = np.asarray(img, dtype=np.float32)
-    except OSError as e:
-        raise DreamerError(f"cannot read guide image {path}: {e}; use a png or jpg") from None
-    x = transforms.preprocess(torch.from_numpy(rgb).permute(2, 0, 1).to(device), mean)
-    features = {}
-    with torch.no_grad():
-        for layer in dict.fromkeys(layers):
-            try:
-                net.validate(x.shape[1], x.shape[2], end=layer)
-            except ValueError:
-                raise DreamerError(f"guide image {path} ({rgb.shape[1]}x{rgb.shape[0]}) is "
-                                   f"too small for layer {layer}; use a larger guide") from None
-            features[layer] = net(x[None], end=layer)[0].clone()
-    return features
-
-
-def _to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(frame).to(device).permute(2, 0, 1).float()
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-class _OctaveReporter:
-    def __init__(self, progress: Progress, config: DreamConfig, preview_dir: Path):
-        self.progress, self.config, self.preview_dir = progress, config, preview_dir
-        self.k, self.timer = 0, Timer()
-
-    def start(self, k: int) -> None:
-        self.k, self.timer = k, Timer()
-
-    def __call__(self, i: int, rgb: torch.Tensor) -> None:
-        h, w = rgb.shape[-2:]
-        self.progress.info(f"  frame {self.k:08d} octave {i + 1}/{self.config.octave_n} "
-                           f"{w}x{h} {self.timer.lap():.2f} s", level=2)
-        if self.config.verbose >= 3:
-            self.preview_dir.mkdir(exist_ok=True)
-            write_image(_to_uint8(rgb), self.preview_dir / f"{self.k:08d}_octave{i + 1}.jpg")
-
-
-@dataclass
-class _Run:
-    """Everything one run fixes before its first frame."""
-    config: DreamConfig
-    net: CaffeNet  # or a CompiledNet of it (--compile)
-    frames: FrameSet
-    output: Path
-    size: tuple[int, int]
-    layers: tuple[str, ...]
-    blend: str | float
-    plan: resume.Plan
-    key: str
-    mean: torch.Tensor
-    guides: dict | None
-    device: torch.device
-    manifest: Manifest
-    progress: Progress
-    reporter: _OctaveReporter
-    tile: int | str | None = None
-    budget: int | None = None
-    writer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
-    pending: tuple[int, Future] | None = None
-    reader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
-    next_raw: tuple[int, Future] | None = None
-    flows: FlowPrefetcher | None = None  # with --flow
-    raw_prev: torch.Tensor | None = None  # raw frame k-1, for --flow-carry residual
-
-    def dream_frame(self, k: int, state: torch.Tensor | None) -> torch.Tensor:
-        """Dreams frame k on top of the previous dream `state`; returns the new state."""
-        config, timer, seed = self.config, Timer(), self.plan.seed
-        layer = schedule.layer_for_frame(self.layers, k)
-        raw = _to_tensor(self._read(k), self.device)
-        b = None if state is None else schedule.blend_for_frame(self.blend, k, seed)
-        carried = None
-        if state is None:
-            img = raw
-        elif self.flows is not None:
-            carried = self._carry_by_flow(k, state, raw)
-            img = carried.img
-        else:
-            img = transforms.blend(transforms.zoom(state, config.zoom), raw, b)
-        self.raw_prev = raw
-        objective = objectives.guide(self.guides[layer]) if self.guides else objectives.l2
-        self.reporter.start(k)
-        dreamed = deepdream(self.net, img, layer,
-                            schedule.jitter_offsets(seed, k, config.jitter), self.mean,
-                            iter_n=config.iter_n, octave_n=config.octave_n,
-                            octave_scale=config.octave_scale, step_size=config.step_size,
-                            objective=objective, on_octave=self.reporter, tile=self.tile,
-                            budget=self.budget)
-        if carried is not None:
-            dreamed = settle(dreamed, carried, config.flow_smooth)
-        state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
-        frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        info = dict(layer=layer, blend=b, seconds=round(timer.lap(), 3))
-        if carried is not None:
-            info["flow"] = carried.info
-        # The kernel choices this frame used first: a resumed run adopts them all
-        kernels = autotune.take_used()
-        if kernels:
-            info["kernels"] = kernels
-        self._save_in_background(k, frame, info)
-        return state
-
-    def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor) -> Carried:
-        """The previous dream moved along the film into frame k (carry.py)."""
-        config = self.config
-        if self.raw_prev is None and config.flow_carry == "residual":  # a range's first
-            self.raw_prev = _to_tensor(read_frame(self.frames.path(k - 1), self.size),
-                                       self.device)
-        return carry(state, raw, self.raw_prev, self.flows.flows(k), config.flow_blend,
-                     config.zoom, config.flow_carry)
-
-    def _read(self, k: int) -> np.ndarray:
-        """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
-        if self.next_raw is not None and self.next_raw[0] == k:
-            frame = self.next_raw[1].result()  # a read error surfaces here, as it would
-        else:
-            frame = read_frame(self.frames.path(k), self.size)
-        self.next_raw = None
-        if k + 1 <= self.frames.last:
-            self.next_raw = (k + 1, self.reader.submit(read_frame, self.frames.path(k + 1),
-                                                       self.size))
-        return frame
-
-    def _save_in_background(self, k: int, frame: np.ndarray, info: dict) -> None:
-        """Encoding and syncing a frame overlaps the next frame's dream; one write is in
-        flight at most, and its errors surface at the next frame."""
-        self.flush()
-        self.pending = (k, self.writer.submit(self._save, k, frame, info))
-
-    def flush(self) -> None:
-        """Waits for the write in flight; its OSError names the frame (`.frame`)."""
-        if self.pending is None:
-            return
-        k, future = self.pending
-        try:
-            future.result()
-        except OSError as e:
-            self.pending = None
-            e.frame = k
-            raise
-        # cleared only once the write is over: a Ctrl-C while waiting keeps it pending
-        self.pending = None
-
-    def _save(self, k: int, frame: np.ndarray, info: dict) -> None:
-        """Frame staged, lossless state kept, manifest synced, then the frame renamed in:
-        whatever moment a crash hits, what is on disk under a frame's name is complete
-        and documented, and the state the next frame needs is there."""
-        path = self.output / frame_name(k, self.frames.image_type)
-        tmp = stage_image(frame, path)
-        try:
-            resume.save_state(self.output, k, frame, self.frames.image_type)
-            self.manifest.record_frame(k, key=self.key, seed=self.plan.seed, **info)
-            commit(tmp, path)
-        except BaseException:
-            discard(tmp)
-            raise
-        if k - 1 >= self.plan.start:
-            resume.drop_state(self.output, k - 1)
-        self.progress.frame_done(k, info["seconds"])
-
-
-def _flow_prefetcher(frames: FrameSet, output: Path, size, start: int) -> FlowPrefetcher:
-    """Flows of the coming frame pairs, computed ahead in a thread, cached beside the
-    frames (or in the output's .dreamer/ where the frames' folder is read-only), so that
-    re-runs and resumed runs reuse them bit for bit."""
-    cache = FlowCache.next_to(frames.folder)
-    if not os.access(frames.folder, os.W_OK):
-        cache = FlowCache(output / resume.STATE_DIR / "flow")
-    return FlowPrefetcher(lambda k: read_frame(frames.path(k), size), max(start - 1, 1),
-                          frames.last, cache)
-
-
 def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, device,
                    progress: Progress) -> torch.Tensor | None:
     """The dream of the frame before the first one, so runs over ranges join seamlessly."""
@@ -466,25 +263,7 @@ def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, devi
     frame, why_not = resume.load_state(output, plan.start - 1, frames.image_type, size)
     if why_not:
         progress.info(f"frame {plan.start} starts from the raw frame: {why_not}")
-    return None if frame is None else _to_tensor(frame, device)
-
-
-def _finish_writes(run: _Run, k: int) -> int:
-    """Lets the write in flight finish, so the manifest is never closed while the writer
-    still records a frame; returns the first frame not on disk."""
-    first_missing = k
-    try:
-        run.flush()
-    except OSError as e:
-        first_missing = e.frame
-    except KeyboardInterrupt:
-        pass  # a second Ctrl-C: the write still finishes below
-    run.writer.shutdown(wait=True)
-    if run.pending is not None:
-        written, future = run.pending
-        if future.exception() is not None:
-            first_missing = written
-    return first_missing
+    return None if frame is None else to_tensor(frame, device)
 
 
 def _done_text(frames: FrameSet, k: int, output: Path) -> str:
@@ -531,11 +310,36 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _dream_sequence(config: DreamConfig, argv: list[str] | None,
-                    progress: Progress | None) -> RunResult:
+@dataclass
+class Prepared:
+    """What a run fixes before its first frame, all checked: the frames, their size, the
+    net, tiling, guide and the parameters that key the manifest."""
+    config: DreamConfig
+    schedules: schedule.Schedules
+    frames: FrameSet
+    output: Path
+    size: tuple[int, int]
+    device: torch.device
+    net: CaffeNet
+    model: dict
+    mean: torch.Tensor
+    tile: int | str | None
+    budget: int | None
+    guide_images: list[Path] | None
+    guide_record: dict | None
+    params: dict
+
+    @property
+    def key(self) -> str:
+        return resume.params_key(self.params)
+
+
+def prepare(config: DreamConfig) -> Prepared:
+    """Checks everything a run needs, before any frame is dreamed."""
     check_params(config)
-    blend = schedule.parse_blend(config.blend)
+    schedules = schedule.Schedules(config)
     frames = find_frames(config.input, config.image_type, config.start_frame, config.end_frame)
+    schedules.check(frames.first, frames.last)
     output = prepare_output(config.output, frames.folder)
     resume.remove_stale_temps(output)
     width, height = check_sizes(frames)
@@ -546,36 +350,79 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
     net = load_net(files["prototxt"], files["caffemodel"]).to(device)
     if config.precision == "bf16":
         net.autocast_dtype = torch.bfloat16
-    layers = config.end_layers
-    for layer in layers:
+    for layer in config.end_layers:
         net.check_end(layer)
-    check_octaves(net, layers, size, config, (width, height))
+    values = [schedules.at(k, 0, carried=False) for k in frames.numbers]
+    pyramids = [replace(config, octave_n=n, octave_scale=s) for n, s in
+                dict.fromkeys((v.octave_n, v.octave_scale) for v in values)]
+    for pyramid in pyramids:
+        check_octaves(net, config.end_layers, size, pyramid, (width, height))
     tile = parse_tile(config.tile)
-    check_tiling(net, layers, tile)
-    # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile.
+    check_tiling(net, config.end_layers, tile)
+    # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile;
     # only the layers this range's frames use: 2 frames of customloop never reach 5b
-    used = [schedule.layer_for_frame(layers, k)
-            for k in range(frames.first, min(frames.last, frames.first + len(layers) - 1) + 1)]
-    budget = check_memory(net, used, size, (width, height), config, tile,
-                          tiles.memory_budget(device), device)
+    used = list(dict.fromkeys(v.layer for v in values))
+    free = tiles.memory_budget(device)
+    budget = min(check_memory(net, used, size, (width, height), pyramid, tile, free, device)
+                 for pyramid in pyramids)
     budget = budget if tile == "auto" else None
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
-    guides = (guide_features(net, config.guide_image, layers, mean, device)
-              if config.guide_image else None)
-
+    images, record = None, None
+    if config.guide_image:
+        images, record = guide_images(config.guide_image, config.guide_fps, frames.folder,
+                                      output / resume.STATE_DIR / "guide")
     model = model_record(files)
-    guide_sha1 = sha1_file(Path(config.guide_image)) if config.guide_image else None
-    params = resume.dream_params(config, model, guide_sha1, frames.image_type)
+    params = resume.dream_params(config, model, _guide_key(record), frames.image_type,
+                                 schedules)
+    return Prepared(config, schedules, frames, output, size, device, net, model, mean, tile,
+                    budget, images, record, params)
+
+
+def _guide_key(record: dict | None) -> str | None:
+    """What identifies the guide in the run's parameters: its sha1 (as runs guided by an
+    image always had), and for a video the rate it is sampled at too."""
+    if record is None:
+        return None
+    return record["sha1"] if record["kind"] != "video" else f"{record['sha1']}@{record['fps']}"
+
+
+def open_dreamer(run: Prepared, seed: int, reporter: OctaveReporter | None = None,
+                 net=None) -> FrameDreamer:
+    """The frame dreamer of a prepared run (`net`: another view of run.net, such as its
+    compiled form)."""
+    guide = None
+    if run.guide_images:
+        guide = Guide(run.net, run.guide_images, run.mean, run.device, run.schedules.layer)
+        layers = run.config.end_layers if guide.count == 1 else [run.schedules.layer(k) for k in
+                                                                 run.frames.numbers]
+        guide.check(layers)
+    return FrameDreamer(run.config, net or run.net, run.frames, run.size, run.schedules,
+                        seed, run.mean, guide, run.device, reporter, run.tile, run.budget)
+
+
+def flow_cache(frames: FrameSet, output: Path) -> FlowCache:
+    """Beside the frames, or in the output's .dreamer/ where the frames' folder is
+    read-only."""
+    if os.access(frames.folder, os.W_OK):
+        return FlowCache.next_to(frames.folder)
+    return FlowCache(output / resume.STATE_DIR / "flow")
+
+
+def _dream_sequence(config: DreamConfig, argv: list[str] | None,
+                    progress: Progress | None) -> RunResult:
+    run = prepare(config)
+    frames, output, size = run.frames, run.output, run.size
     manifest = Manifest(output)
-    plan = resume.plan_run(manifest, frames, output, params, config.seed,
+    plan = resume.plan_run(manifest, frames, output, run.params, config.seed,
                            lambda: secrets.randbelow(2**31), config.overwrite)
     progress = progress or Progress(frames.last + 1 - (plan.start or frames.last + 1),
                                     config.verbose)
+    description = describe(config, plan.seed, frames, size, config.model_name,
+                           run.guide_record)
     if plan.start is None:
         progress.info(f"frames {frames.first}..{frames.last} in {output} are already dreamed "
                       "with these parameters; nothing to do")
-        return RunResult(frames, output, plan.seed,
-                         describe(config, plan.seed, frames, size, config.model_name))
+        return RunResult(frames, output, plan.seed, description)
     if plan.done_before:
         progress.info(f"resuming at frame {plan.start}: frames {frames.first}..{plan.start - 1}"
                       f" are already done (seed {plan.seed})")
@@ -583,40 +430,44 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
         progress.info(f"seed {plan.seed} (repeat this run exactly with --seed {plan.seed})")
 
     autotune.adopt(manifest.kernel_choices())
-    key = resume.params_key(params)
-    record = run_record(config, plan.seed, frames, size, model,
-                        {"params": params, "key": key, "seed": plan.seed}, str(device), argv)
-    manifest.start_run({**record, "resumed_at": plan.start})
-    runner = CompiledNet(net) if config.compile else net
-    run = _Run(config, runner, frames, output, size, layers, blend, plan, key, mean, guides,
-               device, manifest, progress, _OctaveReporter(progress, config, output / "previews"),
-               tile, budget)
-    state = _carried_state(plan, frames, output, size, device, progress)
-    if config.flow:
-        run.flows = _flow_prefetcher(frames, output, size, plan.start)
+    runner = CompiledNet(run.net) if config.compile else run.net
+    dreamer = open_dreamer(run, plan.seed, OctaveReporter(progress, config.verbose,
+                                                          output / "previews"), runner)
+    key = run.key
+    dream = {"params": run.params, "key": key, "seed": plan.seed,
+             "schedules": run.schedules.scheduled(), "guide": run.guide_record}
+    record = run_record(config, plan.seed, frames, size, run.model, dream, str(run.device),
+                        argv)
+    try:
+        manifest.start_run({**record, "resumed_at": plan.start})
+    except BaseException:
+        dreamer.close()
+        raise
+    writer = FrameWriter(output, frames, manifest, key, plan.seed, plan.start, progress)
+    state = _carried_state(plan, frames, output, size, run.device, progress)
     k = plan.start
     try:
+        if config.flow:
+            dreamer.start_flows(plan.start, flow_cache(frames, output))
         for k in range(plan.start, frames.last + 1):
-            state = run.dream_frame(k, state)
+            state, frame, info = dreamer.dream(k, state)
+            writer.save(k, frame, info)
         k += 1
-        run.flush()
+        writer.flush()
     except KeyboardInterrupt:
-        k = _finish_writes(run, k)
+        k = writer.finish(k)
         _close_run(manifest, f"interrupted at frame {k}")
         raise Interrupted(f"interrupted during frame {k}; {_done_text(frames, k, output)}; run "
                           "the same command again to continue from there") from None
     except OSError as e:
-        k = min(getattr(e, "frame", k), _finish_writes(run, k))
+        k = min(getattr(e, "frame", k), writer.finish(k))
         _close_run(manifest, f"failed at frame {k}: {e.strerror or e}")
         raise DreamerError(f"cannot write frame {k} ({e.strerror or e}); "
                            f"{_done_text(frames, k, output)}; free disk space or fix "
                            "permissions, then run the same command again") from None
     finally:
-        run.writer.shutdown(wait=True)
-        run.reader.shutdown(wait=True, cancel_futures=True)
-        if run.flows is not None:
-            run.flows.close()
+        writer.close()
+        dreamer.close()
 
-    description = describe(config, plan.seed, frames, size, config.model_name)
     manifest.finish_run(description)
     return RunResult(frames, output, plan.seed, description)

@@ -1,0 +1,187 @@
+"""Keyframe schedules: `FRAME:(VALUE), FRAME:(VALUE), ...` as Deforum and ComfyUI read them.
+
+Frames are the absolute frame numbers of the film. A value is a number or an expression
+of `t`, the frame being dreamed (dream/expr.py); every key is evaluated at t, and
+between two keys the two values are interpolated:
+- linear (the default): straight between keys;
+- step: each key holds until the next one (`@step` at the end of the schedule);
+- cubic: smooth (C1), easing in and out at the first and last key, and never beyond the
+  keys' values between them (`@cubic`).
+Before the first key the first one holds, after the last key the last one.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from dataclasses import dataclass
+
+from dreamer.dream.expr import Expression
+from dreamer.errors import DreamerError
+
+INTERPOLATIONS = ("linear", "step", "cubic")
+_MODE_RE = re.compile(r"@\s*(\w+)\s*$")
+_KEY_RE = re.compile(r"\s*(-?\d+)\s*:\s*\(")
+
+
+def is_schedule(text) -> bool:
+    """Whether a flag's value is written as keyframes rather than as one value."""
+    return isinstance(text, str) and _KEY_RE.match(text) is not None
+
+
+def split_keys(text: str, flag: str) -> tuple[list[tuple[int, str]], str]:
+    """[(frame, value text), ...] in frame order, and the interpolation."""
+    body, mode = text, "linear"
+    m = _MODE_RE.search(text)
+    if m:
+        mode, body = m.group(1).lower(), text[:m.start()]
+        if mode not in INTERPOLATIONS:
+            raise DreamerError(f"{flag} '{text}': unknown interpolation '@{m.group(1)}'; "
+                               "use @linear, @step or @cubic")
+    keys, pos = [], 0
+    while pos < len(body):
+        m = _KEY_RE.match(body, pos)
+        if not m:
+            raise DreamerError(f"{flag} '{text}': expected FRAME:(VALUE) at "
+                               f"'{body[pos:].strip()[:30]}'; write e.g. 1:(1.0), 30:(1.04)")
+        end = _closing(body, m.end())
+        if end is None:
+            raise DreamerError(f"{flag} '{text}': the '(' after {m.group(1)}: is never closed")
+        value = body[m.end():end].strip()
+        if not value:
+            raise DreamerError(f"{flag} '{text}': frame {m.group(1)} has an empty value")
+        keys.append((int(m.group(1)), value))
+        pos = end + 1
+        rest = body[pos:].lstrip()
+        if rest.startswith(","):
+            rest = rest[1:]
+        elif rest:
+            raise DreamerError(f"{flag} '{text}': expected ',' before '{rest[:30]}'")
+        pos = len(body) - len(rest)
+    if not keys:
+        raise DreamerError(f"{flag} '{text}' has no keyframes; write e.g. 1:(1.0), 30:(1.04)")
+    frames = [k for k, _ in keys]
+    for a, b in zip(frames, frames[1:]):
+        if b <= a:
+            raise DreamerError(f"{flag} '{text}': frame {b} comes after frame {a}; list the "
+                               "keyframes in increasing frame order, each once")
+    if frames[0] < 1:
+        raise DreamerError(f"{flag} '{text}': frame {frames[0]}: frames are numbered from 1")
+    return keys, mode
+
+
+def _closing(text: str, start: int) -> int | None:
+    depth = 1
+    for i in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """A numeric schedule; `at(k)` is its value at frame k."""
+    flag: str
+    frames: tuple[int, ...]
+    values: tuple[Expression, ...]
+    interpolation: str = "linear"
+    integer: bool = False
+
+    @classmethod
+    def parse(cls, text, flag: str, integer: bool = False) -> "Keyframes":
+        """A schedule, or one plain number (a schedule of one key)."""
+        if not is_schedule(text):
+            try:
+                value = Expression(str(text))
+            except DreamerError as e:
+                raise DreamerError(f"{flag} {text}: not a number, an expression of t or a "
+                                   f"schedule such as 1:(1.0), 30:(1.04) ({e})") from None
+            return cls(flag, (1,), (value,), "linear", integer)
+        keys, mode = split_keys(str(text), flag)
+        values = []
+        for frame, value in keys:
+            try:
+                values.append(Expression(value))
+            except DreamerError as e:
+                raise DreamerError(f"{flag} at frame {frame}: {e}") from None
+        return cls(flag, tuple(k for k, _ in keys), tuple(values), mode, integer)
+
+    @property
+    def constant(self) -> bool:
+        return len(self.frames) == 1 and not self.values[0].uses_t
+
+    def text(self) -> str:
+        """The canonical spelling (what the manifest and the run's key hold)."""
+        keys = ", ".join(f"{k}:({v.text})" for k, v in zip(self.frames, self.values))
+        return keys + ("" if self.interpolation == "linear" else f" @{self.interpolation}")
+
+    def at(self, k: int) -> float | int:
+        value = self._interpolate(k)
+        return math.floor(value + 0.5) if self.integer else value
+
+    def _interpolate(self, k: int) -> float:
+        frames = self.frames
+        i = bisect.bisect_right(frames, k) - 1  # the key at or before k
+        if i < 0:
+            return self.values[0](k)
+        if i == len(frames) - 1 or self.interpolation == "step":
+            return self.values[i](k)
+        a, b = self.values[i](k), self.values[i + 1](k)
+        u = (k - frames[i]) / (frames[i + 1] - frames[i])
+        if self.interpolation == "linear":
+            return a + (b - a) * u
+        return self._cubic(k, i, u)
+
+    def _cubic(self, k: int, i: int, u: float) -> float:
+        """Monotone cubic Hermite (Fritsch-Carlson) through the keys as they are at t=k:
+        the tangent at a key is the harmonic mean of the slopes beside it, zero at a peak
+        or a valley and at the first and last key."""
+        xs = self.frames
+        ys = [v(k) for v in self.values]
+        slopes = [(ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j]) for j in range(len(xs) - 1)]
+
+        def tangent(j: int) -> float:
+            if j == 0 or j == len(xs) - 1:
+                return 0.0
+            s0, s1 = slopes[j - 1], slopes[j]
+            if s0 * s1 <= 0:
+                return 0.0
+            h0, h1 = xs[j] - xs[j - 1], xs[j + 1] - xs[j]
+            w0, w1 = 2 * h1 + h0, h1 + 2 * h0
+            return (w0 + w1) / (w0 / s0 + w1 / s1)
+
+        h = xs[i + 1] - xs[i]
+        h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
+        h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
+        return h00 * ys[i] + h10 * h * tangent(i) + h01 * ys[i + 1] + h11 * h * tangent(i + 1)
+
+
+@dataclass(frozen=True)
+class LayerKeys:
+    """A layer schedule: each key's layers hold until the next key. A key naming several
+    layers (or `customloop`) cycles them by frame number as `-l a b c` does."""
+    frames: tuple[int, ...]
+    names: tuple[str, ...]                  # each key's value as written
+    cycles: tuple[tuple[str, ...], ...]     # each key's layers, customloop spelled out
+
+    @classmethod
+    def parse(cls, text: str, expand) -> "LayerKeys":
+        keys, mode = split_keys(text, "-l")
+        if mode != "linear":
+            raise DreamerError(f"-l '{text}': layers change at their keyframes; drop "
+                               f"'@{mode}'")
+        names = tuple(" ".join(v.split()) for _, v in keys)
+        return cls(tuple(k for k, _ in keys), names, tuple(expand(n.split()) for n in names))
+
+    def at(self, k: int) -> str:
+        i = max(bisect.bisect_right(self.frames, k) - 1, 0)
+        cycle = self.cycles[i]
+        return cycle[(k - 1) % len(cycle)]
+
+    def text(self) -> str:
+        return ", ".join(f"{k}:({n})" for k, n in zip(self.frames, self.names))
+
+    @property
+    def all_layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for cycle in self.cycles for name in cycle))

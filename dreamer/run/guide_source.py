@@ -1,0 +1,40 @@
+"""-gi: an image, a folder of images or a video, as the list of guide images a run uses
+and what its parameters record of them."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from dreamer.dream.guides import IMAGE_SUFFIXES, folder_images, identity
+from dreamer.errors import DreamerError
+from dreamer.video import guide_video
+from dreamer.video.extract import find_record
+
+
+def guide_images(path: str, guide_fps: float | None, frames_folder: Path,
+                 cache_root: Path) -> tuple[list[Path], dict]:
+    """(images, record); the record (kind, sha1, and for a video its sampling rate)
+    enters the run's parameters, so another guide never passes for this one."""
+    p = Path(path)
+    if not p.exists():
+        raise DreamerError(f"guide image, folder or video {path} not found; check "
+                           "-gi/--guide-image")
+    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+        if guide_fps is not None:
+            raise DreamerError("--guide-fps applies to a guide video; a folder's or an "
+                               "image's frames are taken one per dreamed frame")
+        images = folder_images(p) if p.is_dir() else [p]
+        kind = "folder" if p.is_dir() else "image"
+        return images, {"kind": kind, "sha1": identity(images), "frames": len(images)}
+    if guide_fps is not None and not guide_fps > 0:
+        raise DreamerError(f"--guide-fps must be above 0 (got {guide_fps:g})")
+    fps = Fraction(guide_fps).limit_denominator(1001) if guide_fps else _film_rate(frames_folder)
+    images, record = guide_video.decode(p, cache_root, fps)
+    return images, {"kind": "video", **record}
+
+
+def _film_rate(frames_folder: Path) -> Fraction | None:
+    """The film's own rate (stage 1's record), so the guide plays in step with it; None
+    (the guide's own rate) for frames that came from elsewhere."""
+    record = find_record(frames_folder)
+    return Fraction(record["fps"]) if record else None
