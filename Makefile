@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-slow test-all demo images venv clean-venv
+.PHONY: test test-slow test-all demo images venv venv-ray clean-venv
 
 $(PY): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -15,6 +15,14 @@ $(PY): requirements.txt pyproject.toml
 	touch $(PY)
 
 venv: $(PY)
+
+# Ray, for stage 2's --workers: an optional extra (without it those tests skip). The
+# same install keeps torch at its pin.
+$(VENV)/.ray: $(PY)
+	$(PY) -m pip install --quiet -e ".[test,ray]"
+	touch $@
+
+venv-ray: $(VENV)/.ray
 
 # The default run: everything but the tests marked slow (a few minutes at most).
 test: $(PY)

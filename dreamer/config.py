@@ -53,6 +53,9 @@ class DreamConfig:
     flow_blend: float | str = 0.9          # * weight of the carried dream where reliable
     flow_smooth: float = 0.4               # pull of each dream towards the moved last one
     flow_carry: str = "dream"              # carry the whole dream, or its residual only
+    workers: int = 1                       # >1: dream pieces at once on Ray (run/distributed.py)
+    warmup: int | None = None              # frames a piece dreams first; None: from the blend
+    address: str | None = None             # a Ray cluster; None: $RAY_ADDRESS, else local
 
     @property
     def end_layers(self) -> tuple[str, ...]:

@@ -126,6 +126,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--flow-carry", choices=("dream", "residual"), default=default("flow_carry"),
                    help="with --flow: carry the whole dream (default) or only what it added "
                    "to the previous frame")
+    p.add_argument("--workers", type=int, default=default("workers"), metavar="N",
+                   help="dream N pieces of the range at once on Ray workers (local, or the "
+                   "cluster at --address/$RAY_ADDRESS; needs pip install 'dreamer[ray]'); "
+                   "default: %(default)s, no Ray")
+    p.add_argument("--warmup", type=int, default=default("warmup"), metavar="W",
+                   help="with --workers: frames each piece dreams and discards first to "
+                   "build the carried dream (default: until the blend has let go of what "
+                   "is missing, below one grey level)")
+    p.add_argument("--address", default=default("address"), metavar="HOST:PORT",
+                   help="with --workers: the Ray cluster to run on (default: $RAY_ADDRESS, "
+                   "else a Ray started on this machine)")
     p.add_argument("--compile", action="store_true",
                    help="GPU: compile the net for each octave size, with CUDA graphs; "
                    "the first frames take minutes longer, every later one less time")
@@ -164,7 +175,7 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
         end_frame=a.end_frame, seed=a.seed,
         overwrite=a.overwrite, tile=a.tile, precision=a.precision, deterministic=a.deterministic,
         compile=a.compile, flow=a.flow, flow_blend=a.flow_blend, flow_carry=a.flow_carry,
-        flow_smooth=a.flow_smooth)
+        flow_smooth=a.flow_smooth, workers=a.workers, warmup=a.warmup, address=a.address)
 
 
 class _Interrupts:

@@ -19,7 +19,7 @@ from dreamer.dream.carry import CARRY_MODES
 from dreamer.dream.flow import FlowCache
 from dreamer.dream.guides import Guide
 from dreamer.errors import DreamerError, Interrupted
-from dreamer.run import resume, threads
+from dreamer.run import distributed, resume, threads
 from dreamer.run.device import CompiledNet, pick_device
 from dreamer.run.frame import FrameDreamer, OctaveReporter, to_tensor
 from dreamer.run.guide_source import guide_images
@@ -283,6 +283,8 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                    progress: Progress | None = None) -> RunResult:
     created = _missing_folders(Path(config.output))
     try:
+        if distributed.wanted(config):  # --workers N: the pieces on Ray
+            return distributed.dream_sequence(config, argv, progress)
         return _dream_sequence(config, argv, progress)
     except BaseException:
         _remove_empty(created)

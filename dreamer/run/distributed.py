@@ -1,0 +1,402 @@
+"""Stage 2 on many workers, with Ray (`--workers N`): the frames still to dream are cut
+into N pieces dreamed at once, each by a Ray actor that loads the net once. A piece that
+cannot carry in the dream of the frame before it warms up first (run/warmup.py). The
+workers write nothing: they stream each kept frame back to this process, the driver,
+whose one FrameWriter stages, journals and renames it into place, exactly as an
+uninterrupted run does, so a crash of a worker or of the driver loses no finished frame
+and a re-run dreams only the missing ones.
+
+Ray is optional (`pip install 'dreamer[ray]'`); without `--workers` nothing here runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dreamer.config import DreamConfig
+from dreamer.errors import DreamerError, Interrupted
+from dreamer.run import resume
+from dreamer.run.manifest import Manifest, describe, run_record
+from dreamer.run.progress import Progress, Timer
+from dreamer.run.warmup import Piece, auto_start, fixed_start, kept_share, plan_pieces
+from dreamer.run.worker import DreamWorker, WorkerSpec
+from dreamer.run.writer import FrameWriter
+from dreamer.video.frames import FrameSet, frame_name
+
+INSTALL = "pip install 'dreamer[ray]' (or make venv-ray)"
+RETRIES = 1  # a piece whose worker died goes to another worker this many times
+
+
+def wanted(config: DreamConfig) -> bool:
+    """True when the run is for many workers; refuses worker settings that would be
+    ignored."""
+    if config.workers < 1:
+        raise DreamerError(f"--workers must be 1 or more (got {config.workers})")
+    if config.warmup is not None and config.warmup < 0:
+        raise DreamerError(f"--warmup must be 0 or more frames (got {config.warmup})")
+    if config.workers == 1:
+        for name in ("address", "warmup"):
+            if getattr(config, name) is not None:
+                raise DreamerError(f"--{name} only applies with --workers 2 or more; add "
+                                   f"--workers N, or drop --{name}")
+    return config.workers > 1
+
+
+def import_ray(workers: int):
+    try:
+        import ray
+    except ImportError:
+        raise DreamerError(f"--workers {workers} runs on Ray, which is not installed here: "
+                           f"{INSTALL}; or use --workers 1") from None
+    return ray
+
+
+def dream_sequence(config: DreamConfig, argv: list[str] | None,
+                   progress: Progress | None):
+    """The distributed twin of sequence._dream_sequence (same checks, plan and records)."""
+    from dreamer.run import sequence
+
+    ray = import_ray(config.workers)
+    # The driver dreams nothing: it checks and plans on the CPU (a cluster's head node
+    # may have no GPU); each GPU worker plans its tiles on its own GPU
+    run = sequence.prepare(replace(config, gpu=None))
+    run.config = config
+    manifest = Manifest(run.output)
+    plan = resume.plan_run(manifest, run.frames, run.output, run.params, config.seed,
+                           lambda: secrets.randbelow(2**31), config.overwrite)
+    driver = Driver(ray, run, manifest, plan.seed, argv)
+    return driver.dream(plan, progress)
+
+
+def _done(manifest: Manifest, frames: FrameSet, output: Path, key: str, seed: int,
+          overwrite: bool) -> set[int]:
+    """The frames of the range already dreamed with these parameters and seed (as
+    resume.plan_run counts them)."""
+    if overwrite:
+        return set()
+    records = manifest.frames
+    return {k for k in frames.numbers
+            if records.get(k, {}).get("key") == key and records[k].get("seed") == seed
+            and (output / frame_name(k, frames.image_type)).exists()}
+
+
+@dataclass
+class Driver:
+    ray: object
+    prepared: object  # sequence.Prepared
+    manifest: Manifest
+    seed: int
+    argv: list[str] | None
+    states: dict[int, bool] = field(default_factory=dict)
+
+    def dream(self, plan: resume.Plan, progress: Progress | None):
+        from dreamer.run.sequence import RunResult
+
+        run, config = self.prepared, self.prepared.config
+        frames, output = run.frames, run.output
+        description = describe(config, self.seed, frames, run.size, config.model_name,
+                               run.guide_record)
+        done = _done(self.manifest, frames, output, run.key, self.seed, config.overwrite)
+        todo = [k for k in frames.numbers if k not in done]
+        progress = progress or Progress(len(todo), config.verbose)
+        if not todo:
+            progress.info(f"frames {frames.first}..{frames.last} in {output} are already "
+                          "dreamed with these parameters; nothing to do")
+            return RunResult(frames, output, self.seed, description)
+        self._announce(plan, done, progress)
+        pieces = self._pieces(todo, done, progress)
+        connect(self.ray, config.address)
+        try:
+            self._dream(pieces, done, progress)
+        finally:
+            self.ray.shutdown()
+        self.manifest.finish_run(description)
+        return RunResult(frames, output, self.seed, description)
+
+    def _announce(self, plan: resume.Plan, done: set[int], progress: Progress) -> None:
+        if done:
+            progress.info(f"resuming: {len(done)} of the {self.prepared.frames.last - self.prepared.frames.first + 1}"
+                          f" frames are already done (seed {self.seed})")
+        elif plan.seed_source == "drawn":
+            progress.info(f"seed {self.seed} (repeat this run exactly with --seed {self.seed})")
+
+    # --- planning ------------------------------------------------------------------------
+
+    def _pieces(self, todo: list[int], done: set[int], progress: Progress) -> list[Piece]:
+        run, config = self.prepared, self.prepared.config
+        first = run.frames.first
+        if config.warmup is not None:
+            rule = lambda keep: fixed_start(keep, first, config.warmup)  # noqa: E731
+        else:
+            rule = lambda keep: auto_start(keep, first, self._share)  # noqa: E731
+        pieces = plan_pieces(todo, config.workers, first, rule,
+                             lambda j: self._has_state(j, done, progress))
+        warm = [f"{p.keep} (warm-up {p.warmup})" for p in pieces]
+        progress.info(f"{len(todo)} frames on {config.workers} Ray workers, in pieces "
+                      f"starting at frames {', '.join(warm)}")
+        return pieces
+
+    def _share(self, k: int) -> float:
+        config = self.prepared.config
+        return kept_share(self.prepared.schedules.at(k, self.seed), config.flow, config.flow_smooth)
+
+    def _has_state(self, j: int, done: set[int], progress: Progress) -> bool:
+        """Whether the dream of frame j is on disk for the next frame to carry in: a frame
+        of the range only when it is done with these parameters; the frame before the
+        range whatever made it (chained ranges, as a single run does)."""
+        frames = self.prepared.frames
+        if j < 1 or (j >= frames.first and j not in done):
+            return False
+        if j not in self.states:
+            frame, why_not = resume.load_state(self.prepared.output, j, frames.image_type,
+                                               self.prepared.size)
+            if why_not and j == frames.first - 1:
+                progress.info(f"frame {j + 1} starts from the raw frame: {why_not}")
+            self.states[j] = frame is not None
+        return self.states[j]
+
+    # --- dreaming ------------------------------------------------------------------------
+
+    def _dream(self, pieces: list[Piece], done: set[int], progress: Progress) -> None:
+        run, config = self.prepared, self.prepared.config
+        resources = worker_resources(self.ray, config.workers, config.gpu)
+        record = run_record(config, self.seed, run.frames, run.size, run.model,
+                            self._dream_record(), "cpu" if config.gpu is None else "cuda",
+                            self.argv)
+        record["workers"] = {"count": config.workers, **resources,
+                             "pieces": [vars(p) for p in pieces]}
+        self.manifest.start_run({**record, "resumed_at": pieces[0].keep})
+        writer = PieceWriter(run.output, run.frames, self.manifest, run.key, self.seed,
+                             run.frames.last + 1, Throughput(progress), done=set(done))
+        pool = Pool(self.ray, self._actors(resources), pieces, writer)
+        try:
+            for k, frame, info in pool.frames():
+                writer.save(k, frame, info)
+            writer.flush()
+        except KeyboardInterrupt:
+            writer.finish(0)
+            self._close("interrupted")
+            raise Interrupted(f"interrupted; {self._missing_text(writer)}; run the same "
+                              "command again to dream the rest") from None
+        except OSError as e:
+            writer.finish(0)
+            self._close(f"failed: {e.strerror or e}")
+            raise DreamerError(f"cannot write a frame ({e.strerror or e}); "
+                               f"{self._missing_text(writer)}; free disk space or fix "
+                               "permissions, then run the same command again") from None
+        except BaseException:
+            writer.finish(0)
+            self._close("failed")
+            raise
+        finally:
+            writer.close()
+        if pool.lost:
+            self._close(f"incomplete: {pool.lost}")
+            raise DreamerError(f"{pool.lost}; {self._missing_text(writer)}; run the same "
+                               "command again to dream them")
+
+    def _dream_record(self) -> dict:
+        run = self.prepared
+        return {"params": run.params, "key": run.key, "seed": self.seed,
+                "schedules": run.schedules.scheduled(), "guide": run.guide_record}
+
+    def _actors(self, resources: dict) -> list:
+        run, config = self.prepared, self.prepared.config
+        spec = WorkerSpec(config, run.frames, run.output, run.size, self.seed, run.tile,
+                          run.budget, run.guide_images, self.manifest.kernel_choices(),
+                          resources["num_cpus"])
+        net = self.ray.put(run.net.cpu())  # sent once to each worker, not once a piece
+        actor = self.ray.remote(DreamWorker).options(**resources)
+        return [actor.remote(spec, net) for _ in range(config.workers)]
+
+    def _missing_text(self, writer: "PieceWriter") -> str:
+        frames = self.prepared.frames
+        missing = [k for k in frames.numbers if k not in writer.done]
+        return (f"{len(missing)} of frames {frames.first}..{frames.last} are missing "
+                f"(the first: {missing[0]})" if missing else "every frame is done")
+
+    def _close(self, status: str) -> None:
+        try:
+            self.manifest.finish_run("", status=status)
+        except OSError:
+            pass  # the disk may be what failed; the synced journal still has every frame
+
+
+def connect(ray, address: str | None) -> None:
+    """Joins the Ray cluster at `address` (else $RAY_ADDRESS), or starts one on this
+    machine; Ray's own logging stays in its log files."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
+    if address is None:
+        quiet["include_dashboard"] = False  # (only a new cluster takes this)
+    try:
+        ray.init(address=address, **quiet)
+    except Exception as e:  # noqa: BLE001 - Ray raises several types for one cause
+        if address is None:
+            raise DreamerError(f"could not start Ray on this machine ({_first_line(e)}); "
+                               "use --workers 1") from None
+        raise DreamerError(f"cannot reach a Ray cluster at {address} ({_first_line(e)}); "
+                           "start one with 'ray start --head' and give the address it prints"
+                           " (RAY_ADDRESS or --address), or unset RAY_ADDRESS to run on this "
+                           "machine") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
+
+
+def worker_resources(ray, workers: int, gpu: int | None) -> dict:
+    """What each worker asks of Ray: one GPU with --gpu; else an equal share of the
+    cluster's CPUs. Refuses more workers than the cluster can place at once."""
+    total = ray.cluster_resources()
+    if gpu is not None:
+        gpus = int(total.get("GPU", 0))
+        if gpus < workers:
+            raise DreamerError(f"--workers {workers} with --gpu needs {workers} GPUs and the "
+                               f"Ray cluster has {gpus}; use --workers {max(gpus, 1)}")
+        return {"num_cpus": 1, "num_gpus": 1}
+    cpus = int(total.get("CPU", 0))
+    if cpus < workers:
+        raise DreamerError(f"--workers {workers} needs {workers} CPUs and the Ray cluster has "
+                           f"{cpus}; use --workers {max(cpus, 1)}")
+    return {"num_cpus": cpus // workers}
+
+
+@dataclass
+class PieceWriter(FrameWriter):
+    """The run's one writer, for frames that arrive from several pieces at once. The
+    lossless dream of a jpg frame (.dreamer/state_K.png) is what a resumed run carries
+    into frame K+1: it is dropped once frame K+1 is on disk, whichever piece wrote
+    which, and kept while K+1 is missing. FrameWriter drops the state of the frame
+    before, which another piece may not have written yet: `start` past the range turns
+    that off."""
+    done: set[int] = field(default_factory=set)
+
+    def _save(self, k, frame, info) -> None:
+        super()._save(k, frame, info)
+        self.done.add(k)
+        for j in (k - 1, k):
+            if j >= self.frames.first and j in self.done and j + 1 in self.done:
+                resume.drop_state(self.output, j)
+
+
+class Throughput:
+    """The progress bar, timed by the frames' arrival: N workers dream N frames at once,
+    so one worker's seconds for a frame would overstate the time left N times."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.timer = progress, Timer()
+
+    def frame_done(self, k: int, seconds: float) -> None:
+        self.progress.frame_done(k, self.timer.lap())
+
+    def info(self, text: str, level: int = 1) -> None:
+        self.progress.info(text, level)
+
+
+class Pool:
+    """The workers and the pieces still to give them: yields each kept frame as it
+    arrives from any worker. A worker that dies hands the rest of its piece, from the
+    frame after the last one it sent, to the next free worker (RETRIES times); what is
+    still undone then is named in `lost`."""
+
+    def __init__(self, ray, actors: list, pieces: list[Piece], writer: PieceWriter):
+        self.ray, self.writer = ray, writer
+        self.queue = deque((p, 0) for p in pieces)
+        self.starting = {actor.ready.remote(): actor for actor in actors}
+        self.streams: dict = {}  # generator: [actor, piece, tries, next frame]
+        self.idle: list = []
+        self.lost = ""
+
+    def frames(self):
+        while self.starting or self.streams:
+            ready, _ = self.ray.wait([*self.starting, *self.streams], num_returns=1)
+            ref = ready[0]
+            if ref in self.starting:
+                self._started(ref)
+                continue
+            item = self._next(ref)
+            if item is not None:
+                yield item
+        if self.queue and not self.lost:
+            self.lost = "every worker stopped before the end"
+
+    def _started(self, ref) -> None:
+        actor = self.starting.pop(ref)
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as e:
+            if _raised_in_worker(self.ray, e):
+                raise _worker_error(self.ray, e) from None
+            return  # its process died while loading: the others take its pieces
+        self._give(actor)
+
+    def _give(self, actor) -> None:
+        if not self.queue:
+            self.idle.append(actor)
+            return
+        piece, tries = self.queue.popleft()
+        self.streams[actor.dream.remote(piece)] = [actor, piece, tries, piece.keep]
+
+    def _next(self, gen):
+        actor, piece, tries, k = self.streams[gen]
+        try:
+            item = self.ray.get(next(gen))
+        except StopIteration:
+            del self.streams[gen]
+            self._give(actor)
+            return None
+        except self.ray.exceptions.RayTaskError as e:
+            raise _worker_error(self.ray, e) from None
+        except self.ray.exceptions.RayActorError as e:
+            del self.streams[gen]
+            self._died(piece, tries, k, e)
+            return None
+        self.streams[gen][3] = item[0] + 1
+        return item
+
+    def _died(self, piece: Piece, tries: int, k: int, e: BaseException) -> None:
+        """The rest of the piece, from frame k, carrying in the dream of frame k-1 (the
+        last one the worker sent: written before the rest starts) when there is one."""
+        if tries >= RETRIES:
+            self.lost = (f"a worker stopped in frames {piece.keep}..{piece.end} and so did "
+                         f"the next one given them ({_first_line(e)})")
+            return
+        if k > piece.keep:
+            self.writer.flush()
+            piece = Piece(k, k, piece.end, k - 1)
+        self.queue.append((piece, tries + 1))
+        if self.idle:
+            self._give(self.idle.pop())
+        elif not self.streams and not self.starting:
+            self.lost = f"every worker stopped ({_first_line(e)})"
+
+
+def _raised_in_worker(ray, e: BaseException) -> bool:
+    """Whether the worker's own code raised (an error to report) rather than its process
+    dying (a worker lost, whose work another can take)."""
+    return isinstance(e, ray.exceptions.RayTaskError) or isinstance(
+        getattr(e, "cause", None), ray.exceptions.RayTaskError)
+
+
+def _worker_error(ray, e: BaseException) -> BaseException:
+    """What a worker raised, as this process would have raised it: a DreamerError, an
+    OSError or running out of memory keep their type (the command line reports each in
+    its one line); anything else becomes a one-line DreamerError."""
+    import torch
+
+    cause = e
+    while isinstance(cause, (ray.exceptions.RayTaskError, ray.exceptions.RayActorError)):
+        inner = getattr(cause, "cause", None)
+        if inner is None or inner is cause:
+            break
+        cause = inner
+    if isinstance(cause, (DreamerError, OSError, torch.OutOfMemoryError)) and not isinstance(
+            cause, ray.exceptions.RayError):
+        return cause
+    return DreamerError(f"a Ray worker failed: {_first_line(cause)}")
