@@ -60,7 +60,7 @@ class Expression:
             for arg in node.args:
                 self._check(arg)
         elif isinstance(node, ast.Call):
-            name = node.func.id if isinstance(node.func, ast.Name) else "that"
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
             self._refuse(f"unknown function '{name}'; use " + ", ".join(FUNCTIONS))
         else:
             self._refuse(f"'{ast.unparse(node)}' is not allowed; use numbers, t, "

@@ -1,6 +1,7 @@
 """Keyframe schedules: `FRAME:(VALUE), FRAME:(VALUE), ...` as Deforum and ComfyUI read them.
 
-Frames are the absolute frame numbers of the film. A value is a number or an expression
+Frames are the absolute frame numbers of the film, from 1 (a key at 0, as Deforum's
+schedules start, is allowed and lies just before the first frame). A value is a number or an expression
 of `t`, the frame being dreamed (dream/expr.py); every key is evaluated at t, and
 between two keys the two values are interpolated:
 - linear (the default): straight between keys;
@@ -65,7 +66,7 @@ def split_keys(text: str, flag: str) -> tuple[list[tuple[int, str]], str]:
         if b <= a:
             raise DreamerError(f"{flag} '{text}': frame {b} comes after frame {a}; list the "
                                "keyframes in increasing frame order, each once")
-    if frames[0] < 1:
+    if frames[0] < 0:  # 0 is welcome: Deforum numbers from 0, and it reads as before 1
         raise DreamerError(f"{flag} '{text}': frame {frames[0]}: frames are numbered from 1")
     return keys, mode
 

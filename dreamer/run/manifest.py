@@ -148,6 +148,8 @@ def _number(schedules, name: str, fmt=lambda v: f"{v:g}") -> str:
     keys = schedules.numbers[name]
     if keys.constant:
         return fmt(keys.at(1))
+    if len(keys.frames) == 1 or any(v.uses_t for v in keys.values):
+        return f"by keyframes {keys.text()}"
     first, last = keys.at(keys.frames[0]), keys.at(keys.frames[-1])
     return f"{fmt(first)}→{fmt(last)} (keyframes {keys.text()})"
 
