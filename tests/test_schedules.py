@@ -98,7 +98,7 @@ def test_a_scheduled_run_is_the_chain_of_single_valued_runs(tiny_model, tmp_path
     assert [f[k]["blend"] for k in (30, 31)] == [0.5, 0.8]
     assert [f[k]["layer"] for k in (40, 41)] == [LAYER_A, LAYER_B]
     assert [f[k]["guide_frame"] for k in range(1, 8)] == [1, 2, 3, 1, 2, 3, 1]
-    assert "zoom 1→1 (keyframes 1:(1.0), 21:(1.04), 41:(1.0) @step)" in run["description"]
+    assert "zoom 1→1.04→1 (keyframes 1:(1.0), 21:(1.04), 41:(1.0) @step)" in run["description"]
     assert "layers by keyframes" in run["description"]
     assert "guided by 3 frames at 10 fps of the video guide 3.mp4" in run["description"]
 

@@ -143,15 +143,14 @@ def _layers_text(config) -> str:
 
 
 def _number(schedules, name: str, fmt=lambda v: f"{v:g}") -> str:
-    """A fixed value as itself, a schedule as 'from A to B by keyframes ...' (its values at
-    its first and last key)."""
+    """A fixed value as itself, a schedule of numbers as 'A→B→C (keyframes ...)', one with
+    expressions of t as 'by keyframes ...'."""
     keys = schedules.numbers[name]
     if keys.constant:
         return fmt(keys.at(1))
     if len(keys.frames) == 1 or any(v.uses_t for v in keys.values):
         return f"by keyframes {keys.text()}"
-    first, last = keys.at(keys.frames[0]), keys.at(keys.frames[-1])
-    return f"{fmt(first)}→{fmt(last)} (keyframes {keys.text()})"
+    return "→".join(fmt(keys.at(k)) for k in keys.frames) + f" (keyframes {keys.text()})"
 
 
 def _blend_text(schedules) -> str:
