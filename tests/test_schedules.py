@@ -105,15 +105,38 @@ def test_a_scheduled_run_is_the_chain_of_single_valued_runs(tiny_model, tmp_path
 
 def test_interpolated_values_are_the_single_valued_runs_where_they_coincide(tiny_model,
                                                                           tmp_path, clip):
+    """Every number that takes a schedule, interpolated each its own way: frame by frame
+    the film equals runs of one frame with that frame's values."""
     frames, _ = clip
-    zoom, steps = "1:(1.0), 6:(1.05) @cubic", "1:(1.0), 6:(t/2)"
-    dream_sequence(config(tiny_model, frames, tmp_path / "eased", end_frame=6, zoom=zoom,
-                          step_size=steps))
-    z, s = Keyframes.parse(zoom, "-z"), Keyframes.parse(steps, "-s")
+    schedules = dict(zoom="1:(1.0), 6:(1.05) @cubic", step_size="1:(1.0), 6:(t/2)",
+                     iter_n="1:(1), 6:(3)", jitter="1:(0), 5:(8)", octave_n="1:(1), 3:(2) @step",
+                     octave_scale="1:(1.3), 6:(1.5)", blend="1:(0.3), 6:(0.9) @cubic")
+    dream_sequence(config(tiny_model, frames, tmp_path / "eased", end_frame=6, **schedules))
+    keys = {name: Keyframes.parse(text, name, integer=name in ("iter_n", "jitter", "octave_n"))
+            for name, text in schedules.items()}
     for k in range(1, 7):  # six runs of one frame each, each with that frame's values
+        values = {name: key.at(k) for name, key in keys.items()}
+        values["blend"] = str(values["blend"])
         dream_sequence(config(tiny_model, frames, tmp_path / "one by one", start_frame=k,
-                              end_frame=k, zoom=z.at(k), step_size=s.at(k)))
+                              end_frame=k, **values))
     assert frame_bytes(tmp_path / "eased") == frame_bytes(tmp_path / "one by one")
+    recorded = Manifest(tmp_path / "eased").frames
+    assert [recorded[k]["values"]["octave_n"] for k in range(1, 7)] == [1, 1, 2, 2, 2, 2]
+    assert [recorded[k]["values"]["iter_n"] for k in range(1, 7)] == [1, 1, 2, 2, 3, 3]
+
+
+def test_a_flow_blend_schedule_carries_along_the_flow(tiny_model, tmp_path, clip):
+    frames, _ = clip
+    flow = dict(flow=True, end_frame=4, layers=(LAYER_A,))
+    dream_sequence(config(tiny_model, frames, tmp_path / "sched",
+                          flow_blend="1:(0.9), 3:(0.5) @step", **flow))
+    dream_sequence(config(tiny_model, frames, tmp_path / "chain", **{**flow, "end_frame": 2}))
+    dream_sequence(config(tiny_model, frames, tmp_path / "chain", start_frame=3,
+                          flow_blend=0.5, **flow))
+    assert frame_bytes(tmp_path / "sched") == frame_bytes(tmp_path / "chain")
+    assert Manifest(tmp_path / "sched").frames[3]["values"] == {"flow_blend": 0.5}
+    with pytest.raises(DreamerError, match="--flow-blend only applies with --flow"):
+        dream_sequence(config(tiny_model, frames, tmp_path / "x", flow_blend="1:(0.5)"))
 
 
 def test_a_guide_video_of_3_frames_guides_7_frames_looping(tiny_model, tmp_path, clip):
@@ -147,6 +170,18 @@ def test_guide_fps_samples_the_video_at_that_rate(tiny_model, tmp_path, clip):
     with pytest.raises(DreamerError, match="--guide-fps applies to a guide video"):
         dream_sequence(config(tiny_model, frames, tmp_path / "x", guide_image=str(frames),
                               guide_fps=5))
+
+
+def test_a_guide_video_plays_at_the_films_rate_from_stage_1(tiny_model, tmp_path):
+    from dreamer.video.extract import extract_frames
+
+    film = make_video(tmp_path / "film.mp4", frames=5, rate=5, size="64x48")
+    extract_frames(film, tmp_path / "film frames")
+    guide = make_video(tmp_path / "guide.mp4", frames=10, rate=10)  # 1 s at 10 fps
+    dream_sequence(config(tiny_model, tmp_path / "film frames", tmp_path / "out",
+                          end_frame=1, guide_image=str(guide)))
+    record = Manifest(tmp_path / "out").data["runs"][-1]["dream"]["guide"]
+    assert (record["fps"], record["frames"]) == ("5", 5)  # one guide frame per film frame
 
 
 def test_a_changed_schedule_is_other_parameters_and_the_same_one_resumes(tiny_model, tmp_path,
