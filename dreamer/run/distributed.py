@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from dreamer.run.writer import FrameWriter
 from dreamer.video.frames import FrameSet, frame_name
 
 INSTALL = "pip install 'dreamer[ray]' (or make venv-ray)"
+CONNECT_TIMEOUT = 5  # seconds to wait for a Ray cluster's address to answer
 RETRIES = 1  # a piece whose worker died goes to another worker this many times
 
 
@@ -61,6 +63,9 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None,
     from dreamer.run import sequence
 
     ray = import_ray(config.workers)
+    address = config.address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _check_reachable(address)  # before the seconds prepare takes
     # The driver dreams nothing: it checks and plans on the CPU (a cluster's head node
     # may have no GPU); each GPU worker plans its tiles on its own GPU
     run = sequence.prepare(replace(config, gpu=None))
@@ -68,7 +73,7 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None,
     manifest = Manifest(run.output)
     plan = resume.plan_run(manifest, run.frames, run.output, run.params, config.seed,
                            lambda: secrets.randbelow(2**31), config.overwrite)
-    driver = Driver(ray, run, manifest, plan.seed, argv)
+    driver = Driver(ray, run, manifest, plan.seed, argv, address)
     return driver.dream(plan, progress)
 
 
@@ -91,6 +96,7 @@ class Driver:
     manifest: Manifest
     seed: int
     argv: list[str] | None
+    address: str | None  # of the Ray cluster; None: start Ray here
     states: dict[int, bool] = field(default_factory=dict)
 
     def dream(self, plan: resume.Plan, progress: Progress | None):
@@ -109,7 +115,7 @@ class Driver:
             return RunResult(frames, output, self.seed, description)
         self._announce(plan, done, progress)
         pieces = self._pieces(todo, done, progress)
-        connect(self.ray, config.address)
+        connect(self.ray, self.address)
         try:
             self._dream(pieces, done, progress)
         finally:
@@ -227,9 +233,8 @@ class Driver:
 
 
 def connect(ray, address: str | None) -> None:
-    """Joins the Ray cluster at `address` (else $RAY_ADDRESS), or starts one on this
-    machine; Ray's own logging stays in its log files."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    """Joins the Ray cluster at `address`, or starts one on this machine (None); Ray's
+    own logging stays in its log files."""
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
         quiet["include_dashboard"] = False  # (only a new cluster takes this)
@@ -242,6 +247,25 @@ def connect(ray, address: str | None) -> None:
         raise DreamerError(f"cannot reach a Ray cluster at {address} ({_first_line(e)}); "
                            "start one with 'ray start --head' and give the address it prints"
                            " (RAY_ADDRESS or --address), or unset RAY_ADDRESS to run on this "
+                           "machine") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address nobody answers at for minutes on end, printing warnings
+    all the while: one that takes no connection is refused at once instead."""
+    where = address.split("://", 1)[-1].rstrip("/")
+    if where in ("auto", "local"):
+        return  # Ray's own words for a cluster on this machine
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise DreamerError(f"Ray address {address} is not HOST:PORT (e.g. 10.0.0.5:6379, as "
+                           "'ray start --head' prints it); fix RAY_ADDRESS or --address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise DreamerError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); "
+                           "start one with 'ray start --head' and give the address it prints "
+                           "(RAY_ADDRESS or --address), or unset RAY_ADDRESS to run on this "
                            "machine") from None
 
 

@@ -14,8 +14,14 @@ With --flow the moved dream is kept with weight F (--flow-blend) where the flow 
 reliable, and the dreamed frame is pulled a further S (--flow-smooth) towards it, so
 the old dream keeps F + S (1 - F) of its weight (0.94 at the defaults): m_j is the larger
 of that and 1 - b_j. Scene cuts, which drop the carried dream, are not counted: the
-rule stays an upper bound. It assumes the dream does not amplify a difference in its
-input; the measured seams (README) are what checks that.
+rule stays an upper bound on what the piece's input lacks.
+
+The dream itself is chaotic, though: a difference of a fraction of a grey level in its
+input grows into several in its output, as two runs that differ only in float rounding
+show (README), so past a few frames a longer warm-up no longer shrinks the seam. Exact
+seams come from frames that keep nothing of the dream before them (b = 1; -b loop has
+one every 10 frames): a piece that starts at one is the uninterrupted run's, bit for bit,
+and the warm-up reaches back up to EXACT_REACH frames further to start there.
 """
 from __future__ import annotations
 
@@ -23,6 +29,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 FADE = 1 / 255  # the carried dream's weight below which it moves no pixel a grey level
+# The dream is chaotic: a difference far below a grey level in its input grows into one of
+# several grey levels (measured: README), so a seam that fades is never quite gone, while
+# one that starts at a frame keeping nothing of the dream (b = 1: -b loop, every 10 frames)
+# is exact. Up to this many more warm-up frames are dreamed to start at such a frame.
+EXACT_REACH = 10
 
 
 def kept_share(values, flow: bool, flow_smooth: float) -> float:
@@ -35,17 +46,23 @@ def kept_share(values, flow: bool, flow_smooth: float) -> float:
 
 
 def auto_start(keep: int, first: int, share: Callable[[int], float],
-               fade: float = FADE) -> int:
+               fade: float = FADE, reach: int = EXACT_REACH) -> int:
     """The frame to start dreaming from the raw frame so that frame `keep` carries less
     than `fade` of what that start lacks; never before the range's `first` frame (a
-    chunk that reaches it starts as the uninterrupted run does, exactly)."""
+    chunk that reaches it starts as the uninterrupted run does, exactly). A frame that
+    keeps nothing of the dream before it (b = 1) up to `reach` frames further back is
+    taken instead: from there the piece is the uninterrupted run's, bit for bit."""
     weight, start = 1.0, keep
-    while start > first:
+    while start > first and weight > fade:
         weight *= share(start)
-        if weight <= fade:
-            return start
         start -= 1
-    return first
+    start = start + 1 if weight <= fade else first  # the last frame counted in
+    if weight == 0.0 or start == first:
+        return start  # exact already
+    for j in range(start - 1, max(first + 1, start - reach) - 1, -1):
+        if share(j) == 0.0:
+            return j
+    return start
 
 
 def fixed_start(keep: int, first: int, warmup: int) -> int:
