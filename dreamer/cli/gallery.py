@@ -79,47 +79,41 @@ def scheduled(out_dir: Path, tmp: Path) -> None:
     sheet.save(out_dir / "schedules.jpg", quality=85)
 
 
+def strips(out_dir: Path, tmp: Path) -> None:
+    """The demo's frames dreamed each way of VARIANTS, and the original beside them."""
+    samples = find_photo().parent
+    for name, v in VARIANTS.items():
+        guide = str(samples / v["guide"]) if "guide" in v else None
+        config = DreamConfig(input=str(FRAMES), output=f"{tmp}/{name}", preview=192,
+                             layers=("inception_4c/output",), blend=v["blend"],
+                             zoom=v.get("zoom", 1.0), guide_image=guide, seed=1,
+                             flow=v.get("flow", False),
+                             start_frame=1, end_frame=max(SHOWN), verbose=0)
+        dream_sequence(config, progress=Progress(max(SHOWN), 0))
+        strip(tmp / name, out_dir / f"{name}.jpg")
+        print(f"wrote {out_dir / name}.jpg")
+    raw = tmp / "original"
+    raw.mkdir()
+    for k in SHOWN:
+        img = Image.open(FRAMES / f"{k:08d}.png").convert("RGB")
+        img.resize((192, 144), Image.LANCZOS).save(raw / f"{k:08d}.png")
+    strip(raw, out_dir / "original.jpg")
+    print(f"wrote {out_dir / 'original.jpg'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ["schedules"]:
-        out_dir = Path("images")
-        out_dir.mkdir(exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="dreamer-gallery-") as tmp:
-            try:
-                scheduled(out_dir, Path(tmp))
-            except DreamerError as e:
-                return report(e)
-        print(f"wrote {out_dir / 'schedules.jpg'}")
-        return 0
-    if not FRAMES.is_dir():
+    only_schedules = argv == ["schedules"]
+    if not only_schedules and not FRAMES.is_dir():
         print("error: run `make demo` first: the pictures are made from its frames",
               file=sys.stderr)
         return 2
     out_dir = Path("images")
     out_dir.mkdir(exist_ok=True)
-    samples = find_photo().parent
     with tempfile.TemporaryDirectory(prefix="dreamer-gallery-") as tmp:
-        for name, v in VARIANTS.items():
-            guide = str(samples / v["guide"]) if "guide" in v else None
-            config = DreamConfig(input=str(FRAMES), output=f"{tmp}/{name}", preview=192,
-                                 layers=("inception_4c/output",), blend=v["blend"],
-                                 zoom=v.get("zoom", 1.0), guide_image=guide, seed=1,
-                                 flow=v.get("flow", False),
-                                 start_frame=1, end_frame=max(SHOWN), verbose=0)
-            try:
-                dream_sequence(config, progress=Progress(max(SHOWN), 0))
-            except DreamerError as e:
-                return report(e)
-            strip(Path(tmp) / name, out_dir / f"{name}.jpg")
-            print(f"wrote {out_dir / name}.jpg")
-        raw = Path(tmp) / "original"
-        raw.mkdir()
-        for k in SHOWN:
-            img = Image.open(FRAMES / f"{k:08d}.png").convert("RGB")
-            img.resize((192, 144), Image.LANCZOS).save(raw / f"{k:08d}.png")
-        strip(raw, out_dir / "original.jpg")
-        print(f"wrote {out_dir / 'original.jpg'}")
         try:
+            if not only_schedules:
+                strips(out_dir, Path(tmp))
             scheduled(out_dir, Path(tmp))
         except DreamerError as e:
             return report(e)
