@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import socket
+import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -213,11 +215,20 @@ class Driver:
     def _actors(self, resources: dict) -> list:
         run, config = self.prepared, self.prepared.config
         spec = WorkerSpec(config, run.frames, run.output, run.size, self.seed, run.tile,
-                          run.budget, run.guide_images, self.manifest.kernel_choices(),
+                          run.budget, run.guide_images, self._kernel_choices(),
                           resources["num_cpus"])
         net = self.ray.put(run.net.cpu())  # sent once to each worker, not once a piece
         actor = self.ray.remote(DreamWorker).options(**resources)
         return [actor.remote(spec, net) for _ in range(config.workers)]
+
+    def _kernel_choices(self) -> dict[str, str]:
+        """The run's frames' choices over those this machine made for a run in one
+        process. A worker has fewer threads, and would time its own: other choices, other
+        float rounding, which the dream's chaos grows into grey levels (README). With these
+        a piece dreams the frames one process dreams here, bit for bit."""
+        from dreamer.caffe import autotune
+
+        return {**autotune.cached(), **self.manifest.kernel_choices()}
 
     def _missing_text(self, writer: "PieceWriter") -> str:
         frames = self.prepared.frames
@@ -238,6 +249,7 @@ def connect(ray, address: str | None) -> None:
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
         quiet["include_dashboard"] = False  # (only a new cluster takes this)
+    handlers = _signal_handlers()
     try:
         ray.init(address=address, **quiet)
     except Exception as e:  # noqa: BLE001 - Ray raises several types for one cause
@@ -248,6 +260,22 @@ def connect(ray, address: str | None) -> None:
                            "start one with 'ray start --head' and give the address it prints"
                            " (RAY_ADDRESS or --address), or unset RAY_ADDRESS to run on this "
                            "machine") from None
+    finally:
+        _restore(handlers)
+
+
+def _signal_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(handlers: dict) -> None:
+    """ray.init installs its own SIGTERM handler, which dumps a C++ stack trace: the
+    command line's handlers (a clean stop with a line on how to resume) are put back."""
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def _check_reachable(address: str) -> None:
@@ -420,6 +448,8 @@ def _worker_error(ray, e: BaseException) -> BaseException:
         if inner is None or inner is cause:
             break
         cause = inner
+    if isinstance(cause, KeyboardInterrupt):
+        return KeyboardInterrupt()  # Ctrl-C reached the workers first: the run stops cleanly
     if isinstance(cause, (DreamerError, OSError, torch.OutOfMemoryError)) and not isinstance(
             cause, ray.exceptions.RayError):
         return cause
