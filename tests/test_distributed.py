@@ -189,6 +189,7 @@ def single_run(tiny_model, tmp_path_factory):
 
 
 @need_ray
+@pytest.mark.slow  # 17 s of Ray and two workers starting: the default run is near its 5 min
 def test_two_workers_write_every_frame_as_one_run_does_up_to_the_seam(tiny_model, tmp_path,
                                                                       single_run):
     frames, single = single_run
