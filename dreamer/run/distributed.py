@@ -214,8 +214,11 @@ class Driver:
 
     def _actors(self, resources: dict) -> list:
         run, config = self.prepared, self.prepared.config
-        spec = WorkerSpec(config, run.frames, run.output, run.size, self.seed, run.tile,
-                          run.budget, run.guide_images, self._kernel_choices(),
+        # absolute paths: a cluster's workers run in the folder `ray start` ran in
+        frames = replace(run.frames, folder=Path(run.frames.folder).absolute())
+        guides = [Path(p).absolute() for p in run.guide_images or []] or None
+        spec = WorkerSpec(config, frames, Path(run.output).absolute(), run.size, self.seed,
+                          run.tile, run.budget, guides, self._kernel_choices(),
                           resources["num_cpus"])
         net = self.ray.put(run.net.cpu())  # sent once to each worker, not once a piece
         actor = self.ray.remote(DreamWorker).options(**resources)
@@ -308,9 +311,12 @@ def worker_resources(ray, workers: int, gpu: int | None) -> dict:
     total = ray.cluster_resources()
     if gpu is not None:
         gpus = int(total.get("GPU", 0))
+        if gpus == 0:
+            raise DreamerError("--gpu: the Ray cluster has no GPU; leave --gpu out to dream "
+                               "on its CPUs")
         if gpus < workers:
             raise DreamerError(f"--workers {workers} with --gpu needs {workers} GPUs and the "
-                               f"Ray cluster has {gpus}; use --workers {max(gpus, 1)}")
+                               f"Ray cluster has {gpus}; use --workers {gpus}")
         return {"num_cpus": 1, "num_gpus": 1}
     cpus = int(total.get("CPU", 0))
     if cpus < workers:
