@@ -16,7 +16,7 @@ from dreamer.dream import schedule
 from dreamer.dream.guides import Guide
 from dreamer.errors import DreamerError
 from dreamer.run import resume, threads
-from dreamer.run.device import pick_device
+from dreamer.run.device import CompiledNet, pick_device
 from dreamer.run.frame import FrameDreamer, to_tensor
 from dreamer.run.warmup import Piece
 from dreamer.video.frames import FrameSet
@@ -45,6 +45,8 @@ class DreamWorker:
         threads.configure(self.device, config.precision, config.deterministic,
                           threads=spec.cpus if self.device.type == "cpu" else None)
         self.net = net.to(self.device)
+        # --compile: compiled once per worker, kept for all its pieces
+        self.runner = CompiledNet(self.net) if config.compile else self.net
         self.mean = torch.tensor(config.mean, dtype=torch.float32, device=self.device)
         self.schedules = schedule.Schedules(config)
         # the same kernel choices as the frames already made, so a resumed run repeats them
@@ -93,8 +95,9 @@ class DreamWorker:
         budget = spec.budget
         if self.device.type == "cuda" and budget is not None:
             budget = self._gpu_budget()
-        return FrameDreamer(spec.config, self.net, frames, spec.size, self.schedules, spec.seed,
-                            self.mean, self.guide, self.device, None, spec.tile, budget)
+        return FrameDreamer(spec.config, self.runner, frames, spec.size, self.schedules,
+                            spec.seed, self.mean, self.guide, self.device, None, spec.tile,
+                            budget)
 
     def _gpu_budget(self) -> int:
         """The driver measured its own memory: a GPU worker plans tiles on the GPU's."""
