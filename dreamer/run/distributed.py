@@ -127,8 +127,9 @@ class Driver:
 
     def _announce(self, plan: resume.Plan, done: set[int], progress: Progress) -> None:
         if done:
-            progress.info(f"resuming: {len(done)} of the {self.prepared.frames.last - self.prepared.frames.first + 1}"
-                          f" frames are already done (seed {self.seed})")
+            count = len(self.prepared.frames.numbers)
+            progress.info(f"resuming: {len(done)} of the {count} frames are already done "
+                          f"(seed {self.seed})")
         elif plan.seed_source == "drawn":
             progress.info(f"seed {self.seed} (repeat this run exactly with --seed {self.seed})")
 
@@ -149,8 +150,8 @@ class Driver:
         return pieces
 
     def _share(self, k: int) -> float:
-        config = self.prepared.config
-        return kept_share(self.prepared.schedules.at(k, self.seed), config.flow, config.flow_smooth)
+        config, values = self.prepared.config, self.prepared.schedules.at(k, self.seed)
+        return kept_share(values, config.flow, config.flow_smooth)
 
     def _has_state(self, j: int, done: set[int], progress: Progress) -> bool:
         """Whether the dream of frame j is on disk for the next frame to carry in: a frame
