@@ -3,7 +3,6 @@ warm-up that joins them (run/warmup.py) and the one writer that keeps resume wor
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess

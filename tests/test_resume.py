@@ -2,6 +2,8 @@
 one uninterrupted run, byte for byte."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import random
 import re
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -20,6 +23,23 @@ def dream_cmd(frames, out, model, *extra):
     return [sys.executable, str(ROOT / "2_dreaming_time.py"), "-i", str(frames), "-o",
             str(out), "-t", str(model), "-m", "tiny.caffemodel", "-oct", "2", "-itr", "3",
             "-l", "inception_4c/output", "inception_3a/output", "-v", "0", *map(str, extra)]
+
+
+def here(cmd, check=False, **_):
+    """A dream_cmd run in this process, as subprocess.run would report it: stage 2's
+    command line without a Python start-up (seconds each) for the tests that do not kill
+    it."""
+    from dreamer.cli.dream import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in cmd[2:]])
+        except SystemExit as e:
+            code = e.code
+    if check:
+        assert code == 0, err.getvalue()
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def frame_bytes(folder, pattern="0*.*"):
@@ -69,7 +89,7 @@ def test_interrupt_says_where_to_resume_and_the_same_command_finishes(reference,
     assert not list(out.glob(".*.tmp"))
     assert json.loads((out / MANIFEST_NAME).read_text())["runs"][0]["status"] == \
         f"interrupted at frame {k}"
-    again = subprocess.run(cmd, capture_output=True, text=True)
+    again = here(cmd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert frame_bytes(out) == frame_bytes(reference / "ref")
 
@@ -89,7 +109,7 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(reference, tiny_
             proc.kill()
             kills += 1
         proc.wait()
-    final = subprocess.run(cmd, capture_output=True, text=True)
+    final = here(cmd, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     assert kills >= 1
     assert frame_bytes(out) == frame_bytes(reference / ref)
@@ -99,13 +119,13 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(reference, tiny_
 def test_resume_without_seed_reuses_the_drawn_seed(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
     cmd = dream_cmd(reference / "frames", out, tiny_model)
-    subprocess.run(cmd + ["-ef", "2"], check=True, capture_output=True)
-    r = subprocess.run(cmd + ["-ef", "4", "-v", "1"], capture_output=True, text=True)
+    here(cmd + ["-ef", "2"], check=True, capture_output=True)
+    r = here(cmd + ["-ef", "4", "-v", "1"], capture_output=True, text=True)
     assert r.returncode == 0 and "resuming at frame 3" in r.stderr
     frames = json.loads((out / MANIFEST_NAME).read_text())["frames"]
     seeds = {frames[f"{k:08d}"]["seed"] for k in range(1, 5)}
     assert len(seeds) == 1
-    again = subprocess.run(dream_cmd(reference / "frames", tmp_path / "b", tiny_model,
+    again = here(dream_cmd(reference / "frames", tmp_path / "b", tiny_model,
                                      "--seed", seeds.pop(), "-ef", 4), capture_output=True)
     assert again.returncode == 0
     assert frame_bytes(out) == frame_bytes(tmp_path / "b")
@@ -114,7 +134,7 @@ def test_resume_without_seed_reuses_the_drawn_seed(reference, tiny_model, tmp_pa
 def test_chained_ranges_equal_one_run(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
     for sf, ef in ((1, 8), (9, 17), (18, 24)):
-        r = subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-sf",
+        r = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-sf",
                                      sf, "-ef", ef), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     assert frame_bytes(out) == frame_bytes(reference / "ref")
@@ -125,7 +145,7 @@ def test_chained_ranges_equal_one_run(reference, tiny_model, tmp_path):
 def test_chained_jpg_ranges_carry_the_lossless_state(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
     for sf, ef in ((1, 3), (4, 6)):
-        r = subprocess.run(dream_cmd(reference / "jframes", out, tiny_model, "--seed", 5, "-sf",
+        r = here(dream_cmd(reference / "jframes", out, tiny_model, "--seed", 5, "-sf",
                                      sf, "-ef", ef), capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     assert frame_bytes(out) == frame_bytes(reference / "jref")
@@ -137,13 +157,13 @@ def test_chained_jpg_ranges_carry_the_lossless_state(reference, tiny_model, tmp_
 def test_chaining_with_other_parameters_starts_from_the_previous_dream(reference, tiny_model,
                                                                        tmp_path):
     out = tmp_path / "out"
-    subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 3),
+    here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 3),
                    check=True, capture_output=True)
-    second = subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 8,
+    second = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 8,
                                       "-sf", 4, "-ef", 4, "-b", "0"), capture_output=True,
                             text=True)
     assert second.returncode == 0, second.stderr
-    fresh = subprocess.run(dream_cmd(reference / "frames", tmp_path / "fresh", tiny_model,
+    fresh = here(dream_cmd(reference / "frames", tmp_path / "fresh", tiny_model,
                                      "--seed", 8, "-sf", 4, "-ef", 4, "-b", "0"),
                            capture_output=True, text=True)
     assert fresh.returncode == 0
@@ -153,15 +173,15 @@ def test_chaining_with_other_parameters_starts_from_the_previous_dream(reference
 
 def test_rerun_with_other_parameters_refuses_unless_overwrite(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
-    subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2),
+    here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2),
                    check=True, capture_output=True)
     before = tree_hashes(out)
-    r = subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
+    r = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
                                  "-s", "3"), capture_output=True, text=True)
     assert r.returncode == 2 and "step_size differ" in r.stderr and "--overwrite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert tree_hashes(out) == before
-    ok = subprocess.run(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
+    ok = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
                                   "-s", "3", "--overwrite"), capture_output=True, text=True)
     assert ok.returncode == 0
     assert tree_hashes(out) != before
@@ -170,9 +190,9 @@ def test_rerun_with_other_parameters_refuses_unless_overwrite(reference, tiny_mo
 def test_same_command_when_done_does_nothing(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
     cmd = dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2)
-    subprocess.run(cmd, check=True, capture_output=True)
+    here(cmd, check=True, capture_output=True)
     before = tree_hashes(out)
-    r = subprocess.run(cmd + ["-v", "1"], capture_output=True, text=True)
+    r = here(cmd + ["-v", "1"], capture_output=True, text=True)
     assert r.returncode == 0 and "nothing to do" in r.stderr
     assert tree_hashes(out) == before
 
@@ -191,11 +211,11 @@ def test_stale_temporary_files_and_torn_journal_lines_are_handled(reference, tin
                                                                   tmp_path):
     out = tmp_path / "out"
     cmd = dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 4)
-    subprocess.run(cmd[:-1] + ["2"], check=True, capture_output=True)
+    here(cmd[:-1] + ["2"], check=True, capture_output=True)
     (out / ".00000003.png.abc123.tmp").write_bytes(b"half a frame")
     (out / "notes.tmp").write_text("the user's")
     (out / JOURNAL_NAME).write_text('{"frame": 3, "run": 0, "key": "x"')  # torn by a crash
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = here(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert not (out / ".00000003.png.abc123.tmp").exists()
     assert (out / "notes.tmp").read_text() == "the user's"

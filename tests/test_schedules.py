@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import ROOT, run_dream
 from dreamer.cli.demo import find_photo, pan_zoom_frames
+from dreamer.cli.dream import main
 from dreamer.config import DreamConfig
 from dreamer.dream.keyframes import Keyframes
 from dreamer.errors import DreamerError
@@ -197,7 +198,16 @@ def test_a_changed_schedule_is_other_parameters_and_the_same_one_resumes(tiny_mo
     assert again.seed == 6
 
 
-def test_bad_schedules_on_the_command_line_are_one_line(tiny_model, tmp_path, clip):
+def stage2(capsys, *argv):
+    """Stage 2's command line in this process: (exit status, stderr lines)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # a usage error, as argparse exits
+        code = e.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_bad_schedules_on_the_command_line_are_one_line(tiny_model, tmp_path, clip, capsys):
     frames, _ = clip
     base = ["-i", frames, "-o", tmp_path / "out", "-t", tiny_model, "-m", "tiny.caffemodel"]
     for flags, part in [(["-z", "1:(1), 30:(1.04"], "never closed"),
@@ -205,14 +215,14 @@ def test_bad_schedules_on_the_command_line_are_one_line(tiny_model, tmp_path, cl
                                                      "at frame 26 of -itr"),
                         (["-itr", "2.5"], "'2.5' is not a whole number"),
                         (["-l", "1:(inception_4c/output), 5:(nope)"], "nope")]:
-        r = run_dream(*base, *flags)
-        assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert part in r.stderr, r.stderr
+        code, lines = stage2(capsys, *base, *flags)
+        assert code != 0 and len(lines) == 1, lines
+        assert part in lines[0] and "Traceback" not in lines[0]
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("kind", ["toml", "json"])
-def test_a_params_file_holds_a_whole_run(tiny_model, tmp_path, clip, kind):
+def test_a_params_file_holds_a_whole_run(tiny_model, tmp_path, clip, kind, capsys):
     frames, guide = clip
     settings = {"input": str(frames), "model_path": str(tiny_model),
                 "model_name": "tiny.caffemodel", "octaves": 2, "iterations": 2, "seed": 6,
@@ -223,25 +233,21 @@ def test_a_params_file_holds_a_whole_run(tiny_model, tmp_path, clip, kind):
     if kind == "json":
         path.write_text(json.dumps(settings))
     else:
-        lines = []
-        for key, value in settings.items():
-            if isinstance(value, dict):
-                continue
-            lines.append(f"{key} = {json.dumps(value)}")
+        lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()
+                 if not isinstance(value, dict)]
         lines += ["[zoom]", '1 = 1.0', '5 = "1 + 0.01*t"', 'interpolation = "cubic"']
         path.write_text("\n".join(lines) + "\n")
-    r = run_dream("--params", path, "-o", tmp_path / "from file")
-    assert r.returncode == 0, r.stderr
-    flags = run_dream("-i", frames, "-o", tmp_path / "from flags", "-t", tiny_model, "-m",
-                      "tiny.caffemodel", "-oct", "2", "-itr", "2", "--seed", "6", "-ef", "5",
-                      "-z", "1:(1.0), 5:(1 + 0.01*t) @cubic", "-b", "1:(0.5), 4:(0.9)",
-                      "-l", f"1:({LAYER_A}), 3:({LAYER_B})", "-gi", guide, "-v", "0")
-    assert flags.returncode == 0, flags.stderr
+    assert stage2(capsys, "--params", path, "-o", tmp_path / "from file") == (0, [])
+    flags = ["-i", frames, "-o", tmp_path / "from flags", "-t", tiny_model, "-m",
+             "tiny.caffemodel", "-oct", "2", "-itr", "2", "--seed", "6", "-ef", "5",
+             "-z", "1:(1.0), 5:(1 + 0.01*t) @cubic", "-b", "1:(0.5), 4:(0.9)",
+             "-l", f"1:({LAYER_A}), 3:({LAYER_B})", "-gi", guide, "-v", "0"]
+    assert stage2(capsys, *flags) == (0, [])
     assert frame_bytes(tmp_path / "from file") == frame_bytes(tmp_path / "from flags")
     # a flag given on the command line wins over the file
-    r = run_dream("--params", path, "-o", tmp_path / "seed 7", "--seed", "7", "-ef", "1")
-    assert r.returncode == 0, r.stderr
-    assert Manifest(tmp_path / "seed 7").frames[1]["seed"] == 7
+    code, _ = stage2(capsys, "--params", path, "-o", tmp_path / "seed 7", "--seed", "7",
+                     "-ef", "1")
+    assert code == 0 and Manifest(tmp_path / "seed 7").frames[1]["seed"] == 7
 
 
 @pytest.mark.parametrize("text,part", [
@@ -253,14 +259,27 @@ def test_a_params_file_holds_a_whole_run(tiny_model, tmp_path, clip, kind):
     ('precision = "fp64"\n', "precision = 'fp64'; choose one of fp32, tf32, bf16"),
     ('zoom = \n', "is not valid TOML"),
 ])
-def test_a_bad_params_file_is_one_line_naming_the_setting(tmp_path, text, part):
+def test_a_bad_params_file_is_one_line_naming_the_setting(tmp_path, text, part, capsys):
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    r = run_dream("--params", path, "-i", tmp_path, "-o", tmp_path / "out")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert part in r.stderr and str(path) in r.stderr
-    r = run_dream("--params", tmp_path / "missing.toml", "-i", tmp_path, "-o", tmp_path / "o")
-    assert r.returncode == 2 and "not found; check --params" in r.stderr
+    code, lines = stage2(capsys, "--params", path, "-i", tmp_path, "-o", tmp_path / "out")
+    assert code == 2 and len(lines) == 1, lines
+    assert part in lines[0] and str(path) in lines[0]
+    code, lines = stage2(capsys, "--params", tmp_path / "missing.toml", "-i", tmp_path, "-o",
+                         tmp_path / "o")
+    assert code == 2 and "not found; check --params" in lines[0]
+
+
+def test_the_params_file_runs_from_the_shell_as_users_run_it(tiny_model, tmp_path, clip):
+    """One run in a child process, as the README shows it."""
+    frames, _ = clip
+    path = tmp_path / "run.toml"
+    path.write_text(f'input = {json.dumps(str(frames))}\nmodel-path = '
+                    f'{json.dumps(str(tiny_model))}\nmodel_name = "tiny.caffemodel"\n'
+                    'octaves = 1\niterations = 1\nend_frame = 2\nzoom = "1:(1), 2:(1.1)"\n')
+    r = run_dream("--params", path, "-o", tmp_path / "shell", "-v", "0")
+    assert r.returncode == 0, r.stderr
+    assert Manifest(tmp_path / "shell").frames[2]["values"] == {"zoom": 1.1}
 
 
 @pytest.mark.slow

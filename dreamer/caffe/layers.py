@@ -126,7 +126,7 @@ class _StridedFew(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        conv, (n, c, h, w) = ctx.conv, ctx.size
+        conv, (_, _, h, w) = ctx.conv, ctx.size
         if conv.winograd_gradient and winograd.takes(g):
             _, dx = autotune.decide(autotune.key(conv.name, "conv", "backward", g.shape),
                                     lambda: winograd.strided_input_gradient(g, conv, (h, w)),

@@ -13,12 +13,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from dreamer.dream import schedule
 from dreamer.dream.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
-from dreamer.video.frames import FrameSet, frame_name, read_frame, write_image
+from dreamer.video.frames import (FrameSet, commit, discard, frame_name, read_frame,
+                                  stage_bytes)
 
 # What changes a frame's pixels (with the model, guide, layers and seed).
 DREAM_FIELDS = ("preview", "octave_n", "octave_scale", "iter_n", "jitter", "zoom",
@@ -105,12 +104,19 @@ def state_path(output: Path, k: int) -> Path:
     return output / STATE_DIR / f"state_{k:08d}.png"
 
 
-def save_state(output: Path, k: int, frame: np.ndarray, image_type: str) -> None:
-    """jpg frames are lossy: keep the exact dreamed frame for the next frame's blend."""
-    if image_type == "png":
-        return  # the frame itself is lossless
-    state_path(output, k).parent.mkdir(exist_ok=True)
-    write_image(frame, state_path(output, k))
+def save_state(output: Path, k: int, png: bytes | None) -> None:
+    """jpg frames are lossy: keep the exact dreamed frame (`png`, its encoded file) for
+    the next frame's blend; None for png frames, which are lossless themselves."""
+    if png is None:
+        return
+    path = state_path(output, k)
+    path.parent.mkdir(exist_ok=True)
+    tmp = stage_bytes(png, path)
+    try:
+        commit(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
 
 
 def drop_state(output: Path, k: int) -> None:

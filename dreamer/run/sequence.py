@@ -7,7 +7,6 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dreamer.caffe import autotune, models
@@ -354,20 +353,11 @@ def prepare(config: DreamConfig) -> Prepared:
         net.autocast_dtype = torch.bfloat16
     for layer in config.end_layers:
         net.check_end(layer)
-    values = [schedules.at(k, 0, carried=False) for k in frames.numbers]
-    pyramids = [replace(config, octave_n=n, octave_scale=s) for n, s in
-                dict.fromkeys((v.octave_n, v.octave_scale) for v in values)]
-    for pyramid in pyramids:
+    for pyramid in _pyramids(config, schedules, frames):
         check_octaves(net, config.end_layers, size, pyramid, (width, height))
     tile = parse_tile(config.tile)
     check_tiling(net, config.end_layers, tile)
-    # Fixed for the whole run, so tiling never depends on what else uses memory meanwhile;
-    # only the layers this range's frames use: 2 frames of customloop never reach 5b
-    used = list(dict.fromkeys(v.layer for v in values))
-    free = tiles.memory_budget(device)
-    budget = min(check_memory(net, used, size, (width, height), pyramid, tile, free, device)
-                 for pyramid in pyramids)
-    budget = budget if tile == "auto" else None
+    budget = step_budget(net, config, schedules, frames, size, (width, height), tile, device)
     mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
     images, record = None, None
     if config.guide_image:
@@ -378,6 +368,27 @@ def prepare(config: DreamConfig) -> Prepared:
                                  schedules)
     return Prepared(config, schedules, frames, output, size, device, net, model, mean, tile,
                     budget, images, record, params)
+
+
+def _pyramids(config: DreamConfig, schedules: schedule.Schedules,
+              frames: FrameSet) -> list[DreamConfig]:
+    """The config once for each (octaves, octave scale) the range's frames use."""
+    pairs = dict.fromkeys((v.octave_n, v.octave_scale) for v in
+                          (schedules.at(k, 0, carried=False) for k in frames.numbers))
+    return [replace(config, octave_n=n, octave_scale=s) for n, s in pairs]
+
+
+def step_budget(net: CaffeNet, config: DreamConfig, schedules: schedule.Schedules,
+                frames: FrameSet, size, frame_size, tile, device) -> int | None:
+    """What --tile auto may give a step (None: no auto tiling), measured now and fixed for
+    the whole run, so that tiling never depends on what else uses memory meanwhile; frames
+    too large to dream at all are refused. Only the layers the range's frames use count:
+    2 frames of customloop never reach 5b."""
+    used = list(dict.fromkeys(schedules.layer(k) for k in frames.numbers))
+    free = tiles.memory_budget(device)
+    budget = min(check_memory(net, used, size, frame_size, pyramid, tile, free, device)
+                 for pyramid in _pyramids(config, schedules, frames))
+    return budget if tile == "auto" else None
 
 
 def _guide_key(record: dict | None) -> str | None:

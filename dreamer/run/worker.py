@@ -19,6 +19,7 @@ from dreamer.run import resume, threads
 from dreamer.run.device import CompiledNet, pick_device
 from dreamer.run.frame import FrameDreamer, to_tensor
 from dreamer.run.warmup import Piece
+from dreamer.run.writer import EncodedFrame
 from dreamer.video.frames import FrameSet
 
 
@@ -66,8 +67,9 @@ class DreamWorker:
         return os.getpid()
 
     def dream(self, piece: Piece):
-        """Frames piece.keep..piece.end as (k, frame, manifest entry), after dreaming the
-        warm-up frames piece.start..keep-1 and keeping only their carried dream."""
+        """Frames piece.keep..piece.end as (k, encoded frame, manifest entry), after
+        dreaming the warm-up frames piece.start..keep-1 and keeping only their carried
+        dream. Frames are encoded here, beside the dream, not by the one writer."""
         from dreamer.run.sequence import flow_cache
 
         spec = self.spec
@@ -84,7 +86,7 @@ class DreamWorker:
                 if k >= piece.keep:
                     if kernels:
                         info["kernels"], kernels = kernels, {}
-                    yield k, frame, info
+                    yield k, EncodedFrame.of(frame, spec.frames.image_type), info
         finally:
             dreamer.guides = None  # the worker's, kept for its next piece
             dreamer.close()
@@ -101,13 +103,11 @@ class DreamWorker:
 
     def _gpu_budget(self) -> int:
         """The driver measured its own memory: a GPU worker plans tiles on the GPU's."""
-        from dreamer.dream import tiles
-        from dreamer.run.sequence import check_memory
+        from dreamer.run.sequence import step_budget
 
         spec = self.spec
-        layers = list(dict.fromkeys(self.schedules.layer(k) for k in spec.frames.numbers))
-        return check_memory(self.net, layers, spec.size, spec.size, spec.config, spec.tile,
-                            tiles.memory_budget(self.device), self.device)
+        return step_budget(self.net, spec.config, self.schedules, spec.frames, spec.size,
+                           spec.size, spec.tile, self.device)
 
     def _state(self, piece: Piece) -> torch.Tensor | None:
         if piece.state_from is None:

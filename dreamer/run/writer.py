@@ -11,7 +11,22 @@ import numpy as np
 from dreamer.run import resume
 from dreamer.run.manifest import Manifest
 from dreamer.run.progress import Progress
-from dreamer.video.frames import FrameSet, commit, discard, frame_name, stage_image
+from dreamer.video.frames import FrameSet, commit, discard, encode_image, frame_name, stage_bytes
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """A dreamed frame as the bytes of its file and, for a jpg frame, of the lossless png
+    a resumed run carries in. Workers of a distributed run encode their frames
+    themselves: at 1080p encoding takes most of a second, which one writer for many
+    workers could not keep up with."""
+    data: bytes
+    state: bytes | None
+
+    @classmethod
+    def of(cls, frame: np.ndarray, image_type: str) -> "EncodedFrame":
+        state = encode_image(frame, "png") if image_type == "jpg" else None
+        return cls(encode_image(frame, image_type), state)
 
 
 @dataclass
@@ -27,7 +42,7 @@ class FrameWriter:
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     pending: tuple[int, Future] | None = None
 
-    def save(self, k: int, frame: np.ndarray, info: dict) -> None:
+    def save(self, k: int, frame: np.ndarray | EncodedFrame, info: dict) -> None:
         """Encoding and syncing a frame overlaps the next frame's dream; one write is in
         flight at most, and its errors surface at the next frame."""
         self.flush()
@@ -73,9 +88,11 @@ class FrameWriter:
         whatever moment a crash hits, what is on disk under a frame's name is complete
         and documented, and the state the next frame needs is there."""
         path = self.output / frame_name(k, self.frames.image_type)
-        tmp = stage_image(frame, path)
+        if not isinstance(frame, EncodedFrame):
+            frame = EncodedFrame.of(frame, self.frames.image_type)
+        tmp = stage_bytes(frame.data, path)
         try:
-            resume.save_state(self.output, k, frame, self.frames.image_type)
+            resume.save_state(self.output, k, frame.state)
             self.manifest.record_frame(k, key=self.key, seed=self.seed, **info)
             commit(tmp, path)
         except BaseException:

@@ -1,6 +1,7 @@
 """Numbered frame files (`%08d.png|jpg`, from 1): finding, checking, reading, writing."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -155,16 +156,27 @@ def read_frame(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
                            "re-extract the frames") from None
 
 
+def encode_image(array: np.ndarray, image_type: str) -> bytes:
+    """The bytes of the image's file: png, or jpg at quality JPEG_QUALITY."""
+    fmt = "JPEG" if image_type.lower().lstrip(".") in ("jpg", "jpeg") else "PNG"
+    options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format=fmt, **options)
+    return out.getvalue()
+
+
 def stage_image(array: np.ndarray, path: Path) -> Path:
     """Writes the image to a synced temporary file beside `path`; commit() renames it in.
 
     Writing under a temporary name first means an interrupted run never leaves a
     truncated image under a frame's name.
     """
-    path = Path(path)
-    fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
-    options = {"quality": JPEG_QUALITY, "subsampling": 0} if fmt == "JPEG" else {}
-    return _stage(path, lambda f: Image.fromarray(array).save(f, format=fmt, **options))
+    return stage_bytes(encode_image(array, Path(path).suffix), path)
+
+
+def stage_bytes(data: bytes, path: Path) -> Path:
+    """stage_image for a file already encoded."""
+    return _stage(Path(path), lambda f: f.write(data))
 
 
 def _stage(path: Path, write) -> Path:
