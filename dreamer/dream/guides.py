@@ -132,3 +132,18 @@ class Guide:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def open_guide(net, images: list[Path], mean: torch.Tensor, device: torch.device,
+               schedules, frames: range, end_layers) -> Guide:
+    """The run's guide, checked before its first frame: one image's features for every
+    layer the run names (computed once, for the whole run), a folder's or video's first
+    frame against every layer the range's frames use."""
+    guide = Guide(net, images, mean, device, schedules.layer)
+    layers = end_layers if guide.count == 1 else [schedules.layer(k) for k in frames]
+    try:
+        guide.check(layers)
+    except BaseException:
+        guide.close()
+        raise
+    return guide

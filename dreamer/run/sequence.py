@@ -16,7 +16,7 @@ from dreamer.config import DreamConfig, default
 from dreamer.dream import schedule, tiles, transforms
 from dreamer.dream.carry import CARRY_MODES
 from dreamer.dream.flow import FlowCache
-from dreamer.dream.guides import Guide
+from dreamer.dream.guides import open_guide
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.run import distributed, resume, threads
 from dreamer.run.device import CompiledNet, pick_device
@@ -405,10 +405,8 @@ def open_dreamer(run: Prepared, seed: int, reporter: OctaveReporter | None = Non
     compiled form)."""
     guide = None
     if run.guide_images:
-        guide = Guide(run.net, run.guide_images, run.mean, run.device, run.schedules.layer)
-        layers = run.config.end_layers if guide.count == 1 else [run.schedules.layer(k) for k in
-                                                                 run.frames.numbers]
-        guide.check(layers)
+        guide = open_guide(run.net, run.guide_images, run.mean, run.device, run.schedules,
+                           run.frames.numbers, run.config.end_layers)
     return FrameDreamer(run.config, net or run.net, run.frames, run.size, run.schedules,
                         seed, run.mean, guide, run.device, reporter, run.tile, run.budget)
 
@@ -436,16 +434,16 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
         progress.info(f"frames {frames.first}..{frames.last} in {output} are already dreamed "
                       "with these parameters; nothing to do")
         return RunResult(frames, output, plan.seed, description)
+    autotune.adopt(manifest.kernel_choices())
+    runner = CompiledNet(run.net) if config.compile else run.net
+    # (the guide is checked here: a refused one is the only line printed)
+    dreamer = open_dreamer(run, plan.seed, OctaveReporter(progress, config.verbose,
+                                                          output / "previews"), runner)
     if plan.done_before:
         progress.info(f"resuming at frame {plan.start}: frames {frames.first}..{plan.start - 1}"
                       f" are already done (seed {plan.seed})")
     elif plan.seed_source == "drawn":
         progress.info(f"seed {plan.seed} (repeat this run exactly with --seed {plan.seed})")
-
-    autotune.adopt(manifest.kernel_choices())
-    runner = CompiledNet(run.net) if config.compile else run.net
-    dreamer = open_dreamer(run, plan.seed, OctaveReporter(progress, config.verbose,
-                                                          output / "previews"), runner)
     key = run.key
     dream = {"params": run.params, "key": key, "seed": plan.seed,
              "schedules": run.schedules.scheduled(), "guide": run.guide_record}

@@ -13,7 +13,7 @@ import torch
 from dreamer.caffe import autotune
 from dreamer.config import DreamConfig
 from dreamer.dream import schedule
-from dreamer.dream.guides import Guide
+from dreamer.dream.guides import Guide, open_guide
 from dreamer.errors import DreamerError
 from dreamer.run import resume, threads
 from dreamer.run.device import CompiledNet, pick_device
@@ -56,11 +56,8 @@ class DreamWorker:
 
     def _guide(self) -> Guide:
         spec = self.spec
-        guide = Guide(self.net, spec.guide_images, self.mean, self.device, self.schedules.layer)
-        layers = (spec.config.end_layers if guide.count == 1 else
-                  [self.schedules.layer(k) for k in spec.frames.numbers])
-        guide.check(layers)
-        return guide
+        return open_guide(self.net, spec.guide_images, self.mean, self.device, self.schedules,
+                          spec.frames.numbers, spec.config.end_layers)
 
     def ready(self) -> int:
         """The worker's process id, once the net is loaded."""
