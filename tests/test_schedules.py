@@ -101,7 +101,8 @@ def test_a_scheduled_run_is_the_chain_of_single_valued_runs(tiny_model, tmp_path
     assert [f[k]["guide_frame"] for k in range(1, 8)] == [1, 2, 3, 1, 2, 3, 1]
     assert "zoom 1→1.04→1 (keyframes 1:(1.0), 21:(1.04), 41:(1.0) @step)" in run["description"]
     assert "layers by keyframes" in run["description"]
-    assert "guided by 3 frames at 10 fps of the video guide 3.mp4" in run["description"]
+    assert ("guided by the video guide 3.mp4 at 10 fps, one per frame, looping every 3 "
+            "frames") in run["description"]
 
 
 def test_interpolated_values_are_the_single_valued_runs_where_they_coincide(tiny_model,
@@ -167,7 +168,14 @@ def test_guide_fps_samples_the_video_at_that_rate(tiny_model, tmp_path, clip):
     dream_sequence(config(tiny_model, frames, tmp_path / "half", end_frame=2,
                           guide_image=str(video), guide_fps=5))
     guide = Manifest(tmp_path / "half").data["runs"][-1]["dream"]["guide"]
-    assert (guide["frames"], guide["fps"]) == (5, "5")
+    assert (guide["frames"], guide["fps"]) == (2, "5")  # only what frames 1..2 use
+    dream_sequence(config(tiny_model, frames, tmp_path / "half", end_frame=7,
+                          guide_image=str(video), guide_fps=5))
+    guide = Manifest(tmp_path / "half").data["runs"][-1]["dream"]["guide"]
+    assert (guide["frames"], guide["fps"]) == (5, "5")  # 1 s at 5 fps: then it loops
+    with pytest.raises(DreamerError, match="at most 1000 frames a second"):
+        dream_sequence(config(tiny_model, frames, tmp_path / "x", guide_image=str(video),
+                              guide_fps=1e9))
     with pytest.raises(DreamerError, match="--guide-fps applies to a guide video"):
         dream_sequence(config(tiny_model, frames, tmp_path / "x", guide_image=str(frames),
                               guide_fps=5))
@@ -176,13 +184,13 @@ def test_guide_fps_samples_the_video_at_that_rate(tiny_model, tmp_path, clip):
 def test_a_guide_video_plays_at_the_films_rate_from_stage_1(tiny_model, tmp_path):
     from dreamer.video.extract import extract_frames
 
-    film = make_video(tmp_path / "film.mp4", frames=5, rate=5, size="64x48")
+    film = make_video(tmp_path / "film.mp4", frames=10, rate=5, size="64x48")  # 2 s
     extract_frames(film, tmp_path / "film frames")
     guide = make_video(tmp_path / "guide.mp4", frames=10, rate=10)  # 1 s at 10 fps
     dream_sequence(config(tiny_model, tmp_path / "film frames", tmp_path / "out",
-                          end_frame=1, guide_image=str(guide)))
+                          octave_n=1, iter_n=1, guide_image=str(guide)))
     record = Manifest(tmp_path / "out").data["runs"][-1]["dream"]["guide"]
-    assert (record["fps"], record["frames"]) == ("5", 5)  # one guide frame per film frame
+    assert (record["fps"], record["frames"]) == ("5", 5)  # 1 s of guide is 1 s of film
 
 
 def test_a_changed_schedule_is_other_parameters_and_the_same_one_resumes(tiny_model, tmp_path,

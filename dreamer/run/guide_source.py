@@ -11,10 +11,14 @@ from dreamer.video import guide_video
 from dreamer.video.extract import find_record
 
 
-def guide_images(path: str, guide_fps: float | None, frames_folder: Path,
+MAX_FPS = 1000  # no video has more; a typo such as 1e9 would decode for hours
+
+
+def guide_images(path: str, guide_fps: float | None, frames_folder: Path, last: int,
                  cache_root: Path) -> tuple[list[Path], dict]:
     """(images, record); the record (kind, sha1, and for a video its sampling rate)
-    enters the run's parameters, so another guide never passes for this one."""
+    enters the run's parameters, so another guide never passes for this one. A video
+    is decoded up to the run's `last` frame: guide frame k guides film frame k."""
     p = Path(path)
     if not p.exists():
         raise DreamerError(f"guide image, folder or video {path} not found; check "
@@ -26,10 +30,11 @@ def guide_images(path: str, guide_fps: float | None, frames_folder: Path,
         images = folder_images(p) if p.is_dir() else [p]
         kind = "folder" if p.is_dir() else "image"
         return images, {"kind": kind, "sha1": identity(images), "frames": len(images)}
-    if guide_fps is not None and not guide_fps > 0:
-        raise DreamerError(f"--guide-fps must be above 0 (got {guide_fps:g})")
+    if guide_fps is not None and not 0 < guide_fps <= MAX_FPS:
+        raise DreamerError(f"--guide-fps must be above 0 and at most {MAX_FPS} frames a "
+                           f"second (got {guide_fps:g})")
     fps = Fraction(guide_fps).limit_denominator(1001) if guide_fps else _film_rate(frames_folder)
-    images, record = guide_video.decode(p, cache_root, fps)
+    images, record = guide_video.decode(p, cache_root, fps, last)
     return images, {"kind": "video", **record}
 
 

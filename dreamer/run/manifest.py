@@ -165,14 +165,15 @@ def _blend_text(schedules) -> str:
     return f"blend {value:g} (weight of each new frame)"
 
 
-def _guide_text(config, guide: dict | None) -> str:
+def _guide_text(config, guide: dict | None, frames) -> str:
     name = Path(config.guide_image).name
     if not guide or guide.get("kind") == "image":
         return f"guided by {name}"
-    what = f"the {guide['frames']} frames of"
-    if guide["kind"] == "video":
-        what = f"{guide['frames']} frames at {guide['fps']} fps of the video"
-    return f"guided by {what} {name}, one per frame, looping"
+    what = f"the frames of {name}" if guide["kind"] == "folder" else (
+        f"the video {name} at {guide['fps']} fps")
+    loops = guide["frames"] < frames.last
+    return (f"guided by {what}, one per frame" +
+            (f", looping every {guide['frames']} frames" if loops else ""))
 
 
 def describe(config, seed: int, frames, size, model_name: str,
@@ -196,6 +197,6 @@ def describe(config, seed: int, frames, size, model_name: str,
         parts.append(f"the {what} carried along the optical flow (weight "
                      f"{_number(sched, 'flow_blend')}, smoothing {config.flow_smooth:g})")
     if config.guide_image:
-        parts.append(_guide_text(config, guide))
+        parts.append(_guide_text(config, guide, frames))
     parts.append(f"seed {seed}")
     return "; ".join(parts) + "."

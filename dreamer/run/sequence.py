@@ -362,7 +362,7 @@ def prepare(config: DreamConfig) -> Prepared:
     images, record = None, None
     if config.guide_image:
         images, record = guide_images(config.guide_image, config.guide_fps, frames.folder,
-                                      output / resume.STATE_DIR / "guide")
+                                      frames.last, output / resume.STATE_DIR / "guide")
     model = model_record(files)
     params = resume.dream_params(config, model, _guide_key(record), frames.image_type,
                                  schedules)
