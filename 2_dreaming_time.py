@@ -5,11 +5,22 @@
 
 All the work is in the `dreamer` package (dreamer.cli.dream, dreamer.run.sequence).
 """
+import os
+import signal
 import sys
+
+
+def _interrupted(signum, frame):
+    # dreamer.cli.oneline.exit_at_once's twin, in place before dreamer itself is read:
+    # in a fresh clone compiling even the light modules takes a moment
+    os.write(2, b"\nerror: interrupted\n")
+    os._exit(130)
+
 
 if __name__ == "__main__":
     # Before any other import: Ctrl-C while PyTorch loads (seconds) gives one line, not a
     # traceback. dreamer.cli.oneline is light; dream_cli's main takes over once torch is in.
+    signal.signal(signal.SIGINT, _interrupted)
     from dreamer.cli.oneline import interrupts_exit_at_once
 
     interrupts_exit_at_once()

@@ -178,7 +178,7 @@ def test_rerun_with_other_parameters_refuses_unless_overwrite(reference, tiny_mo
     before = tree_hashes(out)
     r = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
                                  "-s", "3"), capture_output=True, text=True)
-    assert r.returncode == 2 and "step_size differ" in r.stderr and "--overwrite" in r.stderr
+    assert r.returncode == 2 and "step_size differs" in r.stderr and "--overwrite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert tree_hashes(out) == before
     ok = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,

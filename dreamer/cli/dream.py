@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (KeyboardInterrupt, Exception):
         if not interrupts.seen:
             raise
-        print("\nerror: interrupted before the first frame was dreamed", file=sys.stderr)
+        # (a run interrupted while dreaming says where it stopped; this is any other
+        # moment, starting up or closing: every frame written is kept either way)
+        print("\nerror: interrupted; run the same command again to finish what is missing",
+              file=sys.stderr)
         return 130
     finally:
         for signum, handler in saved.items():

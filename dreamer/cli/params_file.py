@@ -82,9 +82,19 @@ def _value(path, key: str, value, action: argparse.Action):
     if action.nargs in ("+", "*"):
         items = value if isinstance(value, list) else [value]
         return [_convert(path, key, v, action) for v in items]
-    if isinstance(value, (list, bool)) or value is None:
-        raise DreamerError(f"{path}: {key} takes one value, not {value!r}")
+    if value is None:
+        raise DreamerError(f"{path}: {key} has no value; give one, or leave {key} out")
+    if isinstance(value, bool):
+        raise DreamerError(f"{path}: {key} = {_shown(value)}: {key} takes a value, not on "
+                           "or off")
+    if isinstance(value, list):
+        raise DreamerError(f"{path}: {key} takes one value, not {_shown(value)}")
     return _convert(path, key, value, action)
+
+
+def _shown(value) -> str:
+    """A value as the file wrote it (TOML and JSON spell true and false in lower case)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _convert(path, key: str, value, action: argparse.Action):
@@ -96,8 +106,11 @@ def _convert(path, key: str, value, action: argparse.Action):
         return text
     try:
         return action.type(text)
-    except (argparse.ArgumentTypeError, ValueError) as e:
+    except argparse.ArgumentTypeError as e:
         raise DreamerError(f"{path}: {key} = {value!r}: {e}") from None
+    except ValueError:
+        kind = {int: "a whole number", float: "a number"}.get(action.type, "valid")
+        raise DreamerError(f"{path}: {key} = {value!r} is not {kind}") from None
 
 
 def _schedule_text(path, key: str, table: dict) -> str:
@@ -111,5 +124,8 @@ def _schedule_text(path, key: str, table: dict) -> str:
         except ValueError:
             raise DreamerError(f"{path}: {key}: '{frame}' is not a frame number; a schedule "
                                "table holds frame = value pairs and 'interpolation'") from None
+    if not keys:
+        raise DreamerError(f"{path}: {key} is an empty table; give it frame = value pairs, "
+                           "e.g. 1 = 1.0 and 30 = 1.04")
     text = ", ".join(f"{frame}:({value})" for frame, value in sorted(keys))
     return text + (f" @{mode}" if mode else "")

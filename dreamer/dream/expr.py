@@ -21,6 +21,9 @@ FUNCTIONS: dict[str, Callable[..., float]] = {
     "log": math.log, "abs": abs, "floor": math.floor, "ceil": math.ceil,
     "round": round, "min": min, "max": max, "pow": math.pow,
 }
+# How many arguments each takes (least, most)
+ARITY = {name: (1, 1) for name in FUNCTIONS}
+ARITY.update(log=(1, 2), round=(1, 2), pow=(2, 2), min=(2, 99), max=(2, 99))
 CONSTANTS = {"pi": math.pi, "e": math.e}
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow, ast.Mod: operator.mod,
@@ -57,7 +60,14 @@ class Expression:
             self._check(node.operand)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
                 and node.func.id in FUNCTIONS and not node.keywords:
+            least, most = ARITY[node.func.id]
+            if not least <= len(node.args) <= most:
+                takes = str(least) if least == most else f"{least} or more"
+                self._refuse(f"{node.func.id}() takes {takes} argument"
+                             f"{'s' if most > 1 else ''}, not {len(node.args)}")
             for arg in node.args:
+                if isinstance(arg, ast.Starred):
+                    self._refuse(f"'{ast.unparse(arg)}' is not allowed")
                 self._check(arg)
         elif isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)

@@ -50,6 +50,20 @@ def folder_images(folder: Path) -> list[Path]:
     return images
 
 
+def check_readable(images: list[Path]) -> None:
+    """Every image of a guide folder opens (its header and checksums, not its pixels), so
+    a broken one is refused before the first frame, not in the middle of the run."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in images:
+        try:
+            with Image.open(path) as img:
+                img.verify()
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+            raise DreamerError(f"cannot read guide image {path}: {e}; replace it or move it "
+                               "out of the guide folder") from None
+
+
 def identity(images: list[Path]) -> str:
     """sha1 of the guide's pixels as they will be read: one image's own sha1, so runs
     guided by one image keep their key; of several, the sha1 of their names and sha1s."""

@@ -1,9 +1,9 @@
 """Keyframe schedules: `FRAME:(VALUE), FRAME:(VALUE), ...` as Deforum and ComfyUI read them.
 
 Frames are the absolute frame numbers of the film, from 1 (a key at 0, as Deforum's
-schedules start, is allowed and lies just before the first frame). A value is a number or an expression
-of `t`, the frame being dreamed (dream/expr.py); every key is evaluated at t, and
-between two keys the two values are interpolated:
+schedules start, is allowed and lies just before the first frame). A value is a number
+or an expression of `t`, the frame being dreamed (dream/expr.py); every key is evaluated
+at t, and between two keys the two values are interpolated:
 - linear (the default): straight between keys;
 - step: each key holds until the next one (`@step` at the end of the schedule);
 - cubic: smooth (C1), easing in and out at the first and last key, and never beyond the
@@ -23,11 +23,12 @@ from dreamer.errors import DreamerError
 INTERPOLATIONS = ("linear", "step", "cubic")
 _MODE_RE = re.compile(r"@\s*(\w+)\s*$")
 _KEY_RE = re.compile(r"\s*(-?\d+)\s*:\s*\(")
+_LOOSE_KEY_RE = re.compile(r"\s*(-?[\d.]+)\s*:")  # what a key was meant to be
 
 
 def is_schedule(text) -> bool:
     """Whether a flag's value is written as keyframes rather than as one value."""
-    return isinstance(text, str) and _KEY_RE.match(text) is not None
+    return isinstance(text, str) and _LOOSE_KEY_RE.match(text) is not None
 
 
 def split_keys(text: str, flag: str) -> tuple[list[tuple[int, str]], str]:
@@ -43,8 +44,7 @@ def split_keys(text: str, flag: str) -> tuple[list[tuple[int, str]], str]:
     while pos < len(body):
         m = _KEY_RE.match(body, pos)
         if not m:
-            raise DreamerError(f"{flag} '{text}': expected FRAME:(VALUE) at "
-                               f"'{body[pos:].strip()[:30]}'; write e.g. 1:(1.0), 30:(1.04)")
+            raise DreamerError(f"{flag} '{text}': {_bad_key(body[pos:])}")
         end = _closing(body, m.end())
         if end is None:
             raise DreamerError(f"{flag} '{text}': the '(' after {m.group(1)}: is never closed")
@@ -69,6 +69,17 @@ def split_keys(text: str, flag: str) -> tuple[list[tuple[int, str]], str]:
     if frames[0] < 0:  # 0 is welcome: Deforum numbers from 0, and it reads as before 1
         raise DreamerError(f"{flag} '{text}': frame {frames[0]}: frames are numbered from 1")
     return keys, mode
+
+
+def _bad_key(rest: str) -> str:
+    """What is wrong where a FRAME:(VALUE) key should start."""
+    m = _LOOSE_KEY_RE.match(rest)
+    if m and not m.group(1).lstrip("-").isdigit():
+        return f"frame {m.group(1)} is not a whole frame number"
+    if m:
+        frame = m.group(1)
+        return f"the value after {frame}: goes in parentheses, as in {frame}:(1.0)"
+    return f"expected FRAME:(VALUE) at '{rest.strip()[:30]}'; write e.g. 1:(1.0), 30:(1.04)"
 
 
 def _closing(text: str, start: int) -> int | None:
@@ -118,7 +129,10 @@ class Keyframes:
         return keys + ("" if self.interpolation == "linear" else f" @{self.interpolation}")
 
     def at(self, k: int) -> float | int:
-        value = self._interpolate(k)
+        try:
+            value = self._interpolate(k)
+        except DreamerError as e:
+            raise DreamerError(f"{self.flag} '{self.text()}': {e}") from None
         return math.floor(value + 0.5) if self.integer else value
 
     def _interpolate(self, k: int) -> float:

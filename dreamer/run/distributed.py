@@ -115,13 +115,15 @@ class Driver:
             progress.info(f"frames {frames.first}..{frames.last} in {output} are already "
                           "dreamed with these parameters; nothing to do")
             return RunResult(frames, output, self.seed, description)
-        self._announce(plan, done, progress)
-        pieces = self._pieces(todo, done, progress)
         connect(self.ray, self.address)
         try:
-            self._dream(pieces, done, progress)
+            # (refused before anything is printed: a refusal is the only line)
+            resources = worker_resources(self.ray, config.workers, config.gpu)
+            self._announce(plan, done, progress)
+            pieces = self._pieces(todo, done, progress)
+            self._dream(pieces, resources, done, progress)
         finally:
-            self.ray.shutdown()
+            _shutdown(self.ray)
         self.manifest.finish_run(description)
         return RunResult(frames, output, self.seed, description)
 
@@ -145,8 +147,9 @@ class Driver:
         pieces = plan_pieces(todo, config.workers, first, rule,
                              lambda j: self._has_state(j, done, progress))
         warm = [f"{p.keep} (warm-up {p.warmup})" for p in pieces]
-        progress.info(f"{len(todo)} frames on {config.workers} Ray workers, in pieces "
-                      f"starting at frames {', '.join(warm)}")
+        workers = min(config.workers, len(pieces))
+        progress.info(f"{len(todo)} frames on {workers} Ray worker{'s' * (workers > 1)}, in "
+                      f"pieces starting at frames {', '.join(warm)}")
         return pieces
 
     def _share(self, k: int) -> float:
@@ -170,9 +173,9 @@ class Driver:
 
     # --- dreaming ------------------------------------------------------------------------
 
-    def _dream(self, pieces: list[Piece], done: set[int], progress: Progress) -> None:
+    def _dream(self, pieces: list[Piece], resources: dict, done: set[int],
+               progress: Progress) -> None:
         run, config = self.prepared, self.prepared.config
-        resources = worker_resources(self.ray, config.workers, config.gpu)
         record = run_record(config, self.seed, run.frames, run.size, run.model,
                             self._dream_record(), "cpu" if config.gpu is None else "cuda",
                             self.argv)
@@ -181,7 +184,7 @@ class Driver:
         self.manifest.start_run({**record, "resumed_at": pieces[0].keep})
         writer = PieceWriter(run.output, run.frames, self.manifest, run.key, self.seed,
                              run.frames.last + 1, Throughput(progress), done=set(done))
-        pool = Pool(self.ray, self._actors(resources), pieces, writer)
+        pool = Pool(self.ray, self._actors(resources, len(pieces)), pieces, writer)
         try:
             for k, frame, info in pool.frames():
                 writer.save(k, frame, info)
@@ -213,7 +216,7 @@ class Driver:
         return {"params": run.params, "key": run.key, "seed": self.seed,
                 "schedules": run.schedules.scheduled(), "guide": run.guide_record}
 
-    def _actors(self, resources: dict) -> list:
+    def _actors(self, resources: dict, pieces: int) -> list:
         run, config = self.prepared, self.prepared.config
         # absolute paths: a cluster's workers run in the folder `ray start` ran in
         frames = replace(run.frames, folder=Path(run.frames.folder).absolute())
@@ -223,7 +226,8 @@ class Driver:
                           resources["num_cpus"])
         net = self.ray.put(run.net.cpu())  # sent once to each worker, not once a piece
         actor = self.ray.remote(DreamWorker).options(**resources)
-        return [actor.remote(spec, net) for _ in range(config.workers)]
+        # no more workers than pieces: one with nothing to do would load the net for nothing
+        return [actor.remote(spec, net) for _ in range(min(config.workers, pieces))]
 
     def _kernel_choices(self) -> dict[str, str]:
         """The run's frames' choices over those this machine made for a run in one
@@ -245,6 +249,15 @@ class Driver:
             self.manifest.finish_run("", status=status)
         except OSError:
             pass  # the disk may be what failed; the synced journal still has every frame
+
+
+def _shutdown(ray) -> None:
+    """Stops Ray (a second or two). A Ctrl-C meanwhile changes nothing: every frame the
+    run wrote is journalled already, and the run is closed as it would have been."""
+    try:
+        ray.shutdown()
+    except KeyboardInterrupt:
+        pass
 
 
 def connect(ray, address: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from dreamer.dream.guides import IMAGE_SUFFIXES, folder_images, identity
+from dreamer.dream.guides import IMAGE_SUFFIXES, check_readable, folder_images, identity
 from dreamer.errors import DreamerError
 from dreamer.video import guide_video
 from dreamer.video.extract import find_record
@@ -15,7 +15,7 @@ MAX_FPS = 1000  # no video has more; a typo such as 1e9 would decode for hours
 
 
 def guide_images(path: str, guide_fps: float | None, frames_folder: Path, last: int,
-                 cache_root: Path) -> tuple[list[Path], dict]:
+                 cache_root: Path, say=lambda text: None) -> tuple[list[Path], dict]:
     """(images, record); the record (kind, sha1, and for a video its sampling rate)
     enters the run's parameters, so another guide never passes for this one. A video
     is decoded up to the run's `last` frame: guide frame k guides film frame k."""
@@ -28,13 +28,14 @@ def guide_images(path: str, guide_fps: float | None, frames_folder: Path, last: 
             raise DreamerError("--guide-fps applies to a guide video; a folder's or an "
                                "image's frames are taken one per dreamed frame")
         images = folder_images(p) if p.is_dir() else [p]
+        check_readable(images)
         kind = "folder" if p.is_dir() else "image"
         return images, {"kind": kind, "sha1": identity(images), "frames": len(images)}
     if guide_fps is not None and not 0 < guide_fps <= MAX_FPS:
         raise DreamerError(f"--guide-fps must be above 0 and at most {MAX_FPS} frames a "
                            f"second (got {guide_fps:g})")
     fps = Fraction(guide_fps).limit_denominator(1001) if guide_fps else _film_rate(frames_folder)
-    images, record = guide_video.decode(p, cache_root, fps, last)
+    images, record = guide_video.decode(p, cache_root, fps, last, say)
     return images, {"kind": "video", **record}
 
 

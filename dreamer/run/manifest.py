@@ -142,15 +142,27 @@ def _layers_text(config) -> str:
     return "layers " + " → ".join(layers) + " (one per frame, repeating)"
 
 
-def _number(schedules, name: str, fmt=lambda v: f"{v:g}") -> str:
+def _keys_text(keys: Keyframes) -> str:
     """A fixed value as itself, a schedule of numbers as 'A→B→C (keyframes ...)', one with
     expressions of t as 'by keyframes ...'."""
-    keys = schedules.numbers[name]
     if keys.constant:
-        return fmt(keys.at(1))
+        return f"{keys.at(1):g}"
     if len(keys.frames) == 1 or any(v.uses_t for v in keys.values):
         return f"by keyframes {keys.text()}"
-    return "→".join(fmt(keys.at(k)) for k in keys.frames) + f" (keyframes {keys.text()})"
+    return "→".join(f"{keys.at(k):g}" for k in keys.frames) + f" (keyframes {keys.text()})"
+
+
+def _number(schedules, name: str) -> str:
+    return _keys_text(schedules.numbers[name])
+
+
+def _count(schedules, name: str, noun: str) -> str:
+    """'4 octaves', '1 iteration'; a schedule as 'octaves 4→6 (keyframes ...)'."""
+    keys = schedules.numbers[name]
+    if keys.constant:
+        n = keys.at(1)
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+    return f"{noun}s {_keys_text(keys)}"
 
 
 def _blend_text(schedules) -> str:
@@ -159,10 +171,8 @@ def _blend_text(schedules) -> str:
     blend = schedules.blend
     if isinstance(blend, str):
         return words[blend]
-    if isinstance(blend, Keyframes) and not blend.constant:
-        return f"blend by keyframes {blend.text()} (weight of each new frame)"
-    value = blend.at(1) if isinstance(blend, Keyframes) else blend
-    return f"blend {value:g} (weight of each new frame)"
+    value = _keys_text(blend) if isinstance(blend, Keyframes) else f"{blend:g}"
+    return f"blend {value} (weight of each new frame)"
 
 
 def _guide_text(config, guide: dict | None, frames) -> str:
@@ -184,8 +194,8 @@ def describe(config, seed: int, frames, size, model_name: str,
         f"Dreamed with DeepDreamVideo (dreamer {dreamer.__version__}, PyTorch "
         f"{torch.__version__}) on frames {frames.first}–{frames.last} at {size[0]}x{size[1]}",
         f"model {model_name}, {_layers_text(config)}",
-        f"{_number(sched, 'octave_n')} octaves at scale {_number(sched, 'octave_scale')}",
-        f"{_number(sched, 'iter_n')} iterations, step size {_number(sched, 'step_size')}, "
+        f"{_count(sched, 'octave_n', 'octave')} at scale {_number(sched, 'octave_scale')}",
+        f"{_count(sched, 'iter_n', 'iteration')}, step size {_number(sched, 'step_size')}, "
         f"jitter {_number(sched, 'jitter')}",
         _blend_text(sched),
     ]

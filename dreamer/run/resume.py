@@ -64,8 +64,8 @@ class Plan:
 
 
 def _differences(old: dict, new: dict) -> str:
-    names = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    return ", ".join(names[:4]) or "seed"
+    names = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)] or ["seed"]
+    return ", ".join(names[:4]) + (" differ" if len(names) > 1 else " differs")
 
 
 def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int | None,
@@ -91,7 +91,7 @@ def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int |
         was = {**old.get("params", {}), "seed": old.get("seed")}
         raise DreamerError(
             f"frames {other[0]}..{other[-1]} in {output} were dreamed with other parameters "
-            f"({_differences(was, {**params, 'seed': seed})} differ); add --overwrite to "
+            f"({_differences(was, {**params, 'seed': seed})}); add --overwrite to "
             "replace them, or choose another -o")
     if overwrite:
         same = set()

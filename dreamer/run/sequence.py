@@ -55,6 +55,9 @@ def check_params(config: DreamConfig) -> None:
     if config.flow_carry not in CARRY_MODES:
         raise DreamerError(f"--flow-carry {config.flow_carry}: use dream or residual")
     _check_flow_options(config)
+    if config.guide_fps is not None and not config.guide_image:
+        raise DreamerError("--guide-fps only applies with a guide video (-gi VIDEO); add "
+                           "-gi, or drop --guide-fps")
     autotune.mode()  # a bad DREAMER_NATIVE is refused before anything starts
 
 
@@ -266,8 +269,10 @@ def _carried_state(plan: resume.Plan, frames: FrameSet, output: Path, size, devi
 
 
 def _done_text(frames: FrameSet, k: int, output: Path) -> str:
-    if k > frames.first:
+    if k - 1 > frames.first:
         return f"frames {frames.first}..{k - 1} are complete in {output}"
+    if k - 1 == frames.first:
+        return f"frame {frames.first} is complete in {output}"
     return "no frame was finished"
 
 
@@ -281,6 +286,9 @@ def _close_run(manifest: Manifest, status: str) -> None:
 def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
                    progress: Progress | None = None) -> RunResult:
     created = _missing_folders(Path(config.output))
+    if created:  # and the work folders a refused or interrupted start makes in it
+        state = created[0] / resume.STATE_DIR
+        created = [state / "guide", state, *created]
     try:
         if distributed.wanted(config):  # --workers N: the pieces on Ray
             return distributed.dream_sequence(config, argv, progress)
@@ -307,6 +315,8 @@ def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         try:
             folder.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
             return
 
@@ -362,7 +372,8 @@ def prepare(config: DreamConfig) -> Prepared:
     images, record = None, None
     if config.guide_image:
         images, record = guide_images(config.guide_image, config.guide_fps, frames.folder,
-                                      frames.last, output / resume.STATE_DIR / "guide")
+                                      frames.last, output / resume.STATE_DIR / "guide",
+                                      Progress(0, config.verbose).info)
     model = model_record(files)
     params = resume.dream_params(config, model, _guide_key(record), frames.image_type,
                                  schedules)
@@ -476,6 +487,11 @@ def _dream_sequence(config: DreamConfig, argv: list[str] | None,
         raise DreamerError(f"cannot write frame {k} ({e.strerror or e}); "
                            f"{_done_text(frames, k, output)}; free disk space or fix "
                            "permissions, then run the same command again") from None
+    except DreamerError as e:  # found only at frame k (an expression, a guide frame)
+        k = writer.finish(k)
+        _close_run(manifest, f"failed at frame {k}: {e}")
+        raise DreamerError(f"frame {k}: {e}; {_done_text(frames, k, output)}; fix that, "
+                           "then run the same command again") from None
     finally:
         writer.close()
         dreamer.close()

@@ -15,8 +15,8 @@ from dreamer.video.tools import image2_pattern
 MAX_SIDE = 224  # what a guide is read at (dream/guides.py: GUIDE_MAX_SIDE)
 
 
-def decode(video: Path, cache_root: Path, fps: Fraction | None,
-           most: int) -> tuple[list[Path], dict]:
+def decode(video: Path, cache_root: Path, fps: Fraction | None, most: int,
+           say=lambda text: None) -> tuple[list[Path], dict]:
     """The video's frames sampled at `fps` (None: its own rate), at most MAX_SIDE px and
     at most `most` of them (film frame k uses guide frame k, so a run ending at frame
     `most` never reaches further), in `cache_root/<sha1 of video, rate and most>/`; and
@@ -29,6 +29,7 @@ def decode(video: Path, cache_root: Path, fps: Fraction | None,
     key = hashlib.sha1(f"{video_sha1} {rate} {MAX_SIDE} {most}".encode()).hexdigest()[:16]
     folder = cache_root / key
     if not (folder / "done").exists():
+        say(f"decoding the guide video {video.name} at {rate} fps (up to {most} frames)")
         _decode_into(exe, info, rate, most, folder)
     images = sorted(folder.glob("*.png"))
     record = {"video": str(video), "sha1": video_sha1, "fps": str(rate),
