@@ -310,3 +310,15 @@ def test_jpg_pieces_leave_only_the_last_frame_s_lossless_dream(tiny_model, tmp_p
     r = run_dream(*dream_args(tiny_model, tmp_path / "in", out, "--workers", "2"))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (out / ".dreamer").glob("state_*")) == ["state_00000012.png"]
+
+
+@need_ray
+@pytest.mark.slow
+def test_more_workers_than_the_cluster_has_cpus_is_the_only_line(tiny_model, tmp_path):
+    write_frames(tmp_path / "in", 4, size=(64, 48))
+    cpus = os.cpu_count() or 1
+    r = run_dream(*dream_args(tiny_model, tmp_path / "in", tmp_path / "out", "-v", "1",
+                              "--workers", cpus + 6))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"needs {cpus + 6} CPUs" in r.stderr and "pieces" not in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -88,6 +88,11 @@ def test_values_may_hold_commas_and_parentheses():
     ("1:('1')", "'1' is not a number"),
     ("1:(lambda: 1)", "is not allowed"),
     ("1:(sin(t, x=1))", "unknown function 'sin'"),
+    ("1:(sin(1, 2))", "sin() takes 1 argument, not 2"),
+    ("1:(min(t))", "min() takes 2 or more arguments, not 1"),
+    ("1:1, 30:(1.04)", "the value after 1: goes in parentheses, as in 1:(1.0)"),
+    ("1:(1), 30:1.2", "the value after 30: goes in parentheses"),
+    ("1.5:(1)", "frame 1.5 is not a whole frame number"),
 ])
 def test_bad_schedules_are_refused_naming_the_bad_part(text, part):
     with pytest.raises(DreamerError) as e:
@@ -97,8 +102,10 @@ def test_bad_schedules_are_refused_naming_the_bad_part(text, part):
 
 def test_values_that_cannot_be_computed_name_their_frame():
     keys = Keyframes.parse("1:(1/(t-3))", "-z")
-    with pytest.raises(DreamerError, match="cannot be computed at t=3"):
+    with pytest.raises(DreamerError, match=r"^-z '1:\(1/\(t-3\)\)': .* cannot be computed at t=3"):
         keys.at(3)
+    with pytest.raises(DreamerError, match=r"^-s '1:\(1e400\)': '1e400' is inf"):
+        Keyframes.parse("1:(1e400)", "-s").at(1)
     with pytest.raises(DreamerError, match="a power above"):
         Expression("9**9**9")(1)
 

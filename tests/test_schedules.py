@@ -193,6 +193,29 @@ def test_a_guide_video_plays_at_the_films_rate_from_stage_1(tiny_model, tmp_path
     assert (record["fps"], record["frames"]) == ("5", 5)  # 1 s of guide is 1 s of film
 
 
+def test_guide_mistakes_are_refused_before_the_first_frame(tiny_model, tmp_path, clip):
+    frames, guide = clip
+    with pytest.raises(DreamerError, match="--guide-fps only applies with a guide video"):
+        dream_sequence(config(tiny_model, frames, tmp_path / "x", guide_fps=5))
+    folder = tmp_path / "guides"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not a png")
+    with pytest.raises(DreamerError, match="cannot read guide image .*b.png.*move it out"):
+        dream_sequence(config(tiny_model, frames, tmp_path / "y", guide_image=str(folder)))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_the_description_counts_and_summarises_every_schedule(tiny_model, tmp_path, clip):
+    frames, _ = clip
+    result = dream_sequence(config(tiny_model, frames, tmp_path / "o", end_frame=3, iter_n=1,
+                                   octave_n="1:(1), 3:(2)", blend="1:(0.6), 3:(0.2)"))
+    text = result.description
+    assert "octaves 1→2 (keyframes 1:(1), 3:(2)) at scale 1.4" in text
+    assert "1 iteration, step size 1.5" in text
+    assert "blend 0.6→0.2 (keyframes 1:(0.6), 3:(0.2)) (weight of each new frame)" in text
+
+
 def test_a_changed_schedule_is_other_parameters_and_the_same_one_resumes(tiny_model, tmp_path,
                                                                         clip):
     frames, _ = clip
@@ -266,6 +289,10 @@ def test_a_params_file_holds_a_whole_run(tiny_model, tmp_path, clip, kind, capsy
     ('zoom = [1, 2]\n', "zoom takes one value"),
     ('precision = "fp64"\n', "precision = 'fp64'; choose one of fp32, tf32, bf16"),
     ('zoom = \n', "is not valid TOML"),
+    ('seed = 1.5\n', "seed = 1.5 is not a whole number"),
+    ('guide-fps = "x"\n', "guide-fps = 'x' is not a number"),
+    ('seed = true\n', "seed = true: seed takes a value, not on or off"),
+    ('[zoom]\n', "zoom is an empty table; give it frame = value pairs"),
 ])
 def test_a_bad_params_file_is_one_line_naming_the_setting(tmp_path, text, part, capsys):
     path = tmp_path / "bad.toml"

@@ -244,3 +244,17 @@ def test_bad_tile_sizes_are_refused(tmp_path, tiny_model, frames, tile, match):
 
     with pytest.raises(DreamerError, match=match):
         run(tmp_path, tiny_model, tile=tile)
+
+
+def test_an_error_met_mid_run_says_which_frames_are_complete(tmp_path, tiny_model, frames):
+    from dreamer.errors import DreamerError
+    from dreamer.run.manifest import Manifest
+
+    data = frames[2].read_bytes()
+    frames[2].write_bytes(data[: len(data) // 2])  # frame 3: its header, half its pixels
+    with pytest.raises(DreamerError) as e:
+        run(tmp_path, tiny_model, seed=2)
+    text = str(e.value)
+    assert text.startswith("frame 3: cannot read image") and "\n" not in text
+    assert "frames 1..2 are complete" in text and "run the same command again" in text
+    assert Manifest(tmp_path / "out").data["runs"][-1]["status"].startswith("failed at frame 3")
