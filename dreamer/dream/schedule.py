@@ -124,7 +124,7 @@ class Schedules:
         """Every value the frames first..last will use keeps its rule; the first that
         does not is named with its frame and schedule. Without a range, only the fixed
         values are checked (before the frames are known)."""
-        for name, (flag, _, ok, rule) in NUMBERS.items():
+        for name, (_, _, ok, rule) in NUMBERS.items():
             self._check_keys(self.numbers[name], ok, rule, first, last)
         if isinstance(self.blend, Keyframes):
             self._check_keys(self.blend, lambda v: 0 <= v <= 1, _BLEND_RULE, first, last)
