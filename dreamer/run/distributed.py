@@ -28,7 +28,6 @@ from dreamer.run.progress import Progress, Timer
 from dreamer.run.warmup import Piece, auto_start, fixed_start, kept_share, plan_pieces
 from dreamer.run.worker import DreamWorker, WorkerSpec
 from dreamer.run.writer import FrameWriter
-from dreamer.video.frames import FrameSet, frame_name
 
 INSTALL = "pip install 'dreamer[ray]' (or make venv-ray)"
 CONNECT_TIMEOUT = 5  # seconds to wait for a Ray cluster's address to answer
@@ -79,18 +78,6 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None,
     return driver.dream(plan, progress)
 
 
-def _done(manifest: Manifest, frames: FrameSet, output: Path, key: str, seed: int,
-          overwrite: bool) -> set[int]:
-    """The frames of the range already dreamed with these parameters and seed (as
-    resume.plan_run counts them)."""
-    if overwrite:
-        return set()
-    records = manifest.frames
-    return {k for k in frames.numbers
-            if records.get(k, {}).get("key") == key and records[k].get("seed") == seed
-            and (output / frame_name(k, frames.image_type)).exists()}
-
-
 @dataclass
 class Driver:
     ray: object
@@ -108,7 +95,7 @@ class Driver:
         frames, output = run.frames, run.output
         description = describe(config, self.seed, frames, run.size, config.model_name,
                                run.guide_record)
-        done = _done(self.manifest, frames, output, run.key, self.seed, config.overwrite)
+        done = set(plan.done)
         todo = [k for k in frames.numbers if k not in done]
         progress = progress or Progress(len(todo), config.verbose)
         if not todo:

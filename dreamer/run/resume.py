@@ -61,6 +61,7 @@ class Plan:
     start: int | None          # first frame to dream; None when the range is all done
     seed_source: str           # "given", "resumed" or "drawn"
     done_before: int           # frames at the start of the range already done
+    done: frozenset[int] = frozenset()  # every frame of the range already done
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -97,7 +98,7 @@ def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int |
         same = set()
     start = next((k for k in frames.numbers if k not in same), None)
     done_before = (start if start is not None else frames.last + 1) - frames.first
-    return Plan(seed, start, source, done_before)
+    return Plan(seed, start, source, done_before, frozenset(same))
 
 
 def state_path(output: Path, k: int) -> Path:
