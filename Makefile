@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-slow test-all demo images venv venv-ray clean-venv
+.PHONY: test test-slow test-all demo images docs venv venv-ray clean-venv
 
 $(PY): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -12,6 +12,7 @@ $(PY): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps matplotlib==3.11.2  # the demo's photo (below)
 	touch $(PY)
 
 venv: $(PY)
@@ -49,6 +50,17 @@ demo: $(VENV)/.demo-photo
 # The README's pictures in images/, from the demo's frames.
 images: $(VENV)/.demo-photo
 	$(PY) -m dreamer.cli.gallery
+
+# The documentation site (docs/, mkdocs.yml) into site/. Strict: a broken link or anchor, a
+# page left out of the nav or a stale flags page (docs/flags.md, generated from the
+# settings schema) fails it. mkdocs is pinned in the docs extra.
+$(VENV)/.docs: $(PY)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs
+	if $(PY) -c 'import dreamer.cli.flagdoc' 2>/dev/null; then $(PY) -m dreamer.cli.flagdoc --check; fi
+	$(PY) -m mkdocs build --strict
 
 clean-venv:
 	rm -rf $(VENV)

@@ -40,6 +40,19 @@ def need_shared():
                     "(only developers and CI have ../shared)")
 
 
+def demo_photo() -> Path:
+    """The demo's photo, which matplotlib ships (`make venv` installs it). A test that
+    needs it fails without it, never skips or swaps it: `dreamvideo demo` and the gallery
+    must not go untested for want of it."""
+    from dreamer.cli.demo import find_photo
+    from dreamer.errors import DreamerError
+
+    try:
+        return find_photo()
+    except DreamerError as e:
+        pytest.fail(f"{e} (tests need the demo's photo)", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def kernels():
     """The compiled CPU kernels; the test skips where they cannot be built."""

@@ -2,7 +2,9 @@
 path's custom pieces. Nothing here asserts a timing."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,14 +122,78 @@ def test_quick_arguments():
     assert full.memory_size is None
 
 
-def test_peak_memory_is_positive():
+def _status_mb(field: str) -> float:
+    """A line of /proc/self/status (VmRSS: resident now, VmHWM: its peak), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
+                    reason="resetting the peak needs Linux's /proc/self/clear_refs")
+def test_peak_memory_is_what_was_allocated_since_reset():
     memory = bench.PeakMemory(torch.device("cpu"))
+    block = np.ones(256 * 2**20 // 8)  # 256 MB, every page touched, then freed
+    del block
     memory.reset()
-    assert memory.mb() > 10
+    base = _status_mb("VmRSS")
+    assert memory.mb() < base + 32  # the 256 MB before the reset are forgotten
+    block = np.ones(128 * 2**20 // 8)
+    peak = memory.mb()
+    assert peak == pytest.approx(_status_mb("VmHWM"), abs=1)
+    assert 128 * 0.95 < peak - base < 128 + 32  # what this test allocated, in MB
+    del block
+    assert memory.mb() == pytest.approx(peak, abs=1)  # a peak: it stays once freed
+
+
+def test_peak_memory_on_cuda_is_torchs_peak_allocation_in_mb(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: calls.append(d))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 3 * 2**20 + 2**19)
+    memory = bench.PeakMemory(torch.device("cuda", 0))
+    memory.reset()
+    assert calls == [torch.device("cuda", 0)]
+    assert memory.mb() == 3.5
+
+
+def test_usable_cpus_is_the_affinity_capped_by_the_cgroup_quota(monkeypatch):
+    try:
+        here = len(os.sched_getaffinity(0))
+    except AttributeError:
+        here = os.cpu_count()
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            here = min(here, max(1, int(quota) // int(period)))
+    except OSError:
+        pass
+    assert threads.usable_cpus() == here
+
+    cpu_max = {}
+    real_read_text = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if str(self) == "/sys/fs/cgroup/cpu.max":
+            if "text" not in cpu_max:
+                raise FileNotFoundError(str(self))
+            return cpu_max["text"]
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert threads.usable_cpus() == 8  # no cgroup file: the affinity mask
+    for text, want in (("max 100000\n", 8), ("200000 100000\n", 2), ("250000 100000\n", 2),
+                       ("50000 100000\n", 1), ("1600000 100000\n", 8)):
+        cpu_max["text"] = text
+        assert threads.usable_cpus() == want, text
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS and Windows have no mask
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    cpu_max["text"] = "max 100000\n"
+    assert threads.usable_cpus() == 6
 
 
 def test_threads_settings():
-    assert threads.usable_cpus() >= 1
     with pytest.raises(ValueError):
         threads.configure(torch.device("cpu"), "fp8")
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from dreamer.config import CUSTOM_LOOP, DreamConfig, expand_layers
-from dreamer.dream.expr import Expression
-from dreamer.dream.keyframes import Keyframes, LayerKeys, is_schedule, split_keys
+from dreamer.config import CUSTOM_LOOP, DreamConfig, expand_layers, validate
+from dreamer.values.expr import Expression
+from dreamer.values.keyframes import Keyframes, LayerKeys, is_schedule, split_keys
 from dreamer.dream.schedule import Schedules
 from dreamer.errors import DreamerError
 
@@ -42,6 +43,32 @@ def test_cubic_eases_in_and_out_and_never_leaves_the_keys_range():
 def test_cubic_through_a_monotone_ramp_stays_monotone():
     got = values("1:(0), 3:(0.1), 4:(5), 20:(6) @cubic", range(1, 21))
     assert all(b >= a for a, b in zip(got, got[1:]))
+
+
+@pytest.mark.parametrize("text", [
+    "1:(0), 4:(1), 13:(5), 15:(6), 40:(10) @cubic",               # rising all along
+    "2:(1.0), 5:(3.0), 13:(2.0), 17:(2.5), 30:(-1.0), 31:(4) @cubic",  # peaks and valleys
+    "0:(1.0), 7:(1.04), 9:(0.98), 30:(1.0) @cubic",               # a zoom, from key 0
+    "1:(2), 6:(2), 20:(5), 23:(7) @cubic",                        # a flat stretch first
+    "1:(0), 5:(t/10), 12:(2), 30:(1 + t/60) @cubic",              # keys that move with t
+])
+def test_cubic_is_scipys_pchip_with_the_first_and_last_key_held(text):
+    """@cubic is Fritsch-Carlson's monotone Hermite, which scipy's PchipInterpolator is
+    too, on unevenly spaced keys. The two differ only at the ends: scipy's end tangent is
+    a one-sided three-point estimate, ours is zero (the first and last key hold before and
+    after them). That is exactly PCHIP through the keys with a copy of the first key one
+    frame before it and of the last one frame after it: a key beside an equal one gets
+    PCHIP's zero tangent. So this compares every frame, end intervals included."""
+    from scipy.interpolate import PchipInterpolator
+
+    keys = Keyframes.parse(text, "-z")
+    xs = np.array(keys.frames, dtype=float)
+    assert len(set(np.diff(xs))) > 1  # uneven: the tangents' weights matter
+    for k in range(keys.frames[0] - 2, keys.frames[-1] + 3):
+        ys = np.array([v(k) for v in keys.values])  # every key is evaluated at t = k
+        pchip = PchipInterpolator(np.r_[xs[0] - 1, xs, xs[-1] + 1], np.r_[ys[0], ys, ys[-1]])
+        want = float(pchip(min(max(k, xs[0]), xs[-1])))
+        assert keys.at(k) == pytest.approx(want, abs=1e-9, rel=1e-9), k
 
 
 def test_expressions_of_t_are_evaluated_at_the_frame_being_dreamed():
@@ -111,17 +138,17 @@ def test_values_that_cannot_be_computed_name_their_frame():
 
 
 def test_a_run_checks_every_frame_of_its_range_and_names_the_first_bad_one():
-    sched = Schedules(DreamConfig(input="i", output="o", zoom="1:(1), 11:(-1)"))
-    sched.check()                      # schedules wait for the range
-    sched.check(1, 5)                  # 1 .. 0.2: fine
+    config = DreamConfig(input="i", output="o", zoom="1:(1), 11:(-1)")
+    validate(config)                   # schedules wait for the range
+    validate(config, 1, 5)             # 1 .. 0.2: fine
     with pytest.raises(DreamerError) as e:
-        sched.check(1, 20)
+        validate(config, 1, 20)
     assert str(e.value) == ("zoom must be above 0 (got 0 at frame 6 of -z "
                             "'1:(1), 11:(-1)'); 1 is off")
     with pytest.raises(DreamerError, match=r"blend must be 0 to 1 \(got 1.1 at frame 2 of -b"):
-        Schedules(DreamConfig(input="i", output="o", blend="1:(1), 3:(1.2)")).check(1, 9)
-    with pytest.raises(DreamerError, match=r"octaves must be at least 1 \(got 0\)"):
-        Schedules(DreamConfig(input="i", output="o", octave_n=0)).check()
+        validate(DreamConfig(input="i", output="o", blend="1:(1), 3:(1.2)"), 1, 9)
+    with pytest.raises(DreamerError, match=r"octaves must be 1 or more \(got 0\)"):
+        validate(DreamConfig(input="i", output="o", octave_n=0))
 
 
 def test_layer_schedules_hold_each_layer_and_cycle_lists_and_customloop():

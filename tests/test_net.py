@@ -96,14 +96,25 @@ def test_unknown_end_layer_lists_valid_ones(tmp_path, x):
         net(x, end="nope")
 
 
-def test_prototxt_with_fields_we_do_not_model_still_parses(tmp_path):
-    prototxt, model = make_tiny_model(tmp_path)
-    text = prototxt.read_text().replace(
+def test_prototxt_with_fields_we_do_not_model_gives_the_same_net(tmp_path, x):
+    """Training fields (force_backward, state, param, include) are skipped, and nothing
+    else is: the net has the same layers and the same outputs as without them."""
+    reference = load_net(*make_tiny_model(tmp_path / "ref"))
+    prototxt, model = make_tiny_model(tmp_path / "extras")
+    plain = prototxt.read_text()
+    text = plain.replace(
         'name: "TinyNet"', 'name: "TinyNet"\nforce_backward: true\nstate { phase: TEST }', 1)
     text = text.replace('type: "Convolution"', 'type: "Convolution"\n  param { lr_mult: 1 '
                         'decay_mult: 1 }\n  include { phase: TEST }')
+    assert text.count("include { phase: TEST }") == plain.count('type: "Convolution"') > 1
+    assert "force_backward" in text
     prototxt.write_text(text)
-    load_net(prototxt, model)
+    net = load_net(prototxt, model)
+    assert net.layer_names == reference.layer_names
+    assert net.input_name == reference.input_name
+    assert tuple(net.input_shape) == tuple(reference.input_shape)
+    for end in ("conv1/7x7_s2", "inception_4c/output", "prob"):
+        torch.testing.assert_close(net(x, end=end), reference(x, end=end), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("damage,match", [

@@ -187,6 +187,29 @@ def test_rerun_with_other_parameters_refuses_unless_overwrite(reference, tiny_mo
     assert tree_hashes(out) != before
 
 
+def test_frames_of_another_seed_are_not_done_for_a_given_seed(clip, tiny_model, tmp_path):
+    """A frame is done only when its record has this run's key AND seed: frames dreamed
+    with the same parameters but seed 5 are refused for --seed 6 (neither kept as done nor
+    resumed after), and --overwrite dreams them again, as a fresh run with seed 6 does."""
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    here(dream_cmd(clip / "frames", out, tiny_model, "--seed", 5, "-ef", 2), check=True)
+    here(dream_cmd(clip / "frames", fresh, tiny_model, "--seed", 6, "-ef", 2), check=True)
+    assert frame_bytes(out) != frame_bytes(fresh)  # the seed matters to these frames
+    before = tree_hashes(out)
+    for ef in (2, 3):  # the same range (all "done"), and one frame more (a "resume")
+        r = here(dream_cmd(clip / "frames", out, tiny_model, "--seed", 6, "-ef", ef, "-v", 1))
+        assert r.returncode == 2, r.stderr
+        assert "seed differs" in r.stderr and "--overwrite" in r.stderr
+        assert "nothing to do" not in r.stderr and "resuming" not in r.stderr
+        assert tree_hashes(out) == before
+    r = here(dream_cmd(clip / "frames", out, tiny_model, "--seed", 6, "-ef", 2, "-v", 1,
+                       "--overwrite"))
+    assert r.returncode == 0 and "nothing to do" not in r.stderr, r.stderr
+    assert frame_bytes(out) == frame_bytes(fresh)
+    records = json.loads((out / MANIFEST_NAME).read_text())["frames"]
+    assert {records[f"{k:08d}"]["seed"] for k in (1, 2)} == {6}
+
+
 def test_same_command_when_done_does_nothing(reference, tiny_model, tmp_path):
     out = tmp_path / "out"
     cmd = dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from dreamer.config import CUSTOM_LOOP, DreamConfig
 from dreamer.errors import DreamerError
-from dreamer.dream.schedule import blend_for_frame, jitter_offsets, layer_for_frame, parse_blend
+from dreamer.dream.schedule import blend_for_frame, jitter_offsets, layer_for_frame
+from dreamer.values.blend import parse_blend
 
 
 def test_layer_k_uses_layers_k_minus_1_mod_n():

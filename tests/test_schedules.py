@@ -9,15 +9,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_dream
-from dreamer.cli.demo import find_photo, pan_zoom_frames
+from conftest import ROOT, demo_photo, run_dream
+from dreamer.cli.demo import pan_zoom_frames
 from dreamer.cli.dream import main
 from dreamer.config import DreamConfig
-from dreamer.dream.keyframes import Keyframes
+from dreamer.values.keyframes import Keyframes
 from dreamer.errors import DreamerError
 from dreamer.run.manifest import Manifest
 from dreamer.run.progress import Progress
@@ -36,18 +35,18 @@ CHAIN = [(1, 20, dict(zoom=1.0, blend="0.5", layers=(LAYER_A,))),
 
 
 def demo_frames(folder, n=60, size=(64, 48)):
-    """The demo clip's camera move (over its photo when matplotlib is here)."""
+    """The demo clip's camera move over its photo."""
     folder.mkdir(parents=True)
-    try:
-        photo = find_photo()
-    except DreamerError:
-        rng = np.random.default_rng(5)
-        small = rng.uniform(0, 255, (12, 16, 3)).astype(np.uint8)
-        photo = folder.parent / "photo.png"
-        Image.fromarray(small).resize((320, 400), Image.BICUBIC).save(photo)
-    for k, img in enumerate(pan_zoom_frames(photo, n, size), 1):
+    for k, img in enumerate(pan_zoom_frames(demo_photo(), n, size), 1):
         img.save(folder / f"{k:08d}.png")
     return folder
+
+
+def test_the_demo_photo_is_matplotlibs_grace_hopper():
+    photo = demo_photo()
+    assert photo.name == "grace_hopper.jpg" and photo.parent.name == "sample_data"
+    with Image.open(photo) as img:
+        assert img.size == (512, 600)
 
 
 def make_video(path, frames=3, rate=10, size="96x72"):
@@ -173,7 +172,7 @@ def test_guide_fps_samples_the_video_at_that_rate(tiny_model, tmp_path, clip):
                           guide_image=str(video), guide_fps=5))
     guide = Manifest(tmp_path / "half").data["runs"][-1]["dream"]["guide"]
     assert (guide["frames"], guide["fps"]) == (5, "5")  # 1 s at 5 fps: then it loops
-    with pytest.raises(DreamerError, match="at most 1000 frames a second"):
+    with pytest.raises(DreamerError, match="--guide-fps must be above 0 and at most 1000"):
         dream_sequence(config(tiny_model, frames, tmp_path / "x", guide_image=str(video),
                               guide_fps=1e9))
     with pytest.raises(DreamerError, match="--guide-fps applies to a guide video"):

@@ -2,6 +2,8 @@
 rim covers the receptive field), dreams match, no seams, memory estimates scale."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -132,8 +134,50 @@ def test_step_memory_grows_linearly_with_pixels(net):
     assert 3.8 < four / one < 4.2
 
 
-def test_memory_budget_is_positive():
-    assert tiles.memory_budget("cpu") > 0
+def _fake_meminfo(monkeypatch, text):
+    """/proc/meminfo reads `text` (None: the file is missing, as off Linux)."""
+    real_read_text = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if str(self) != "/proc/meminfo":
+            return real_read_text(self, *args, **kwargs)
+        if text is None:
+            raise FileNotFoundError(str(self))
+        return text
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+def test_memory_budget_on_cpu_is_memavailable_less_the_margin(monkeypatch):
+    assert 0.5 <= tiles.CPU_MARGIN < 1
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():  # this machine's, read before and after: it moves meanwhile
+
+        def available():
+            return next(int(line.split()[1]) * 1024 for line in
+                        meminfo.read_text().splitlines() if line.startswith("MemAvailable:"))
+
+        before, budget, after = available(), tiles.memory_budget("cpu"), available()
+        low, high = sorted((before, after))
+        assert low * tiles.CPU_MARGIN * 0.98 <= budget <= high * tiles.CPU_MARGIN * 1.02
+    _fake_meminfo(monkeypatch, "MemTotal:       16000000 kB\nMemFree:         1000000 kB\n"
+                               "MemAvailable:    6000000 kB\nBuffers:          100 kB\n")
+    assert tiles.memory_budget("cpu") == int(6000000 * 1024 * tiles.CPU_MARGIN)
+    assert tiles.memory_budget(torch.device("cpu")) == int(6000000 * 1024 * tiles.CPU_MARGIN)
+    _fake_meminfo(monkeypatch, None)
+    assert tiles.memory_budget("cpu") == 1 << 62  # unknown: never tile automatically
+
+
+def test_memory_budget_on_cuda_is_free_plus_torchs_cache_less_the_margin(monkeypatch):
+    assert 0.5 <= tiles.CUDA_MARGIN < 1
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info",
+                        lambda d: asked.append(d) or (5 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d: 2 * 2**30)
+    # free 5 GB, and 1 GB that PyTorch holds cached but unused
+    assert tiles.memory_budget("cuda:1") == int(6 * 2**30 * tiles.CUDA_MARGIN)
+    assert asked == [torch.device("cuda", 1)]
 
 
 def test_whole_image_layers_are_not_tiled(net):

@@ -88,6 +88,10 @@ class CaffeNet(nn.Module):
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
+    def index(self, name: str) -> int:
+        """The position of layer `name` in the net; an unknown name is refused."""
+        return self._index[self.check_end(name)]
+
     def check_end(self, end: str) -> str:
         if end not in self._index:
             raise DreamerError(f"unknown layer '{end}'; valid layers: "

@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dreamer.config import DreamConfig
     from dreamer.run.pipeline import run_all
 
     try:
@@ -131,8 +132,8 @@ def _run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     clip = build_clip(photo, folder / "grace_hopper.mp4", args.seconds, args.fps, size)
     work = folder / "grace_hopper"
-    done = run_all(clip, work, dream_args=["-v", "1"], output=folder / "grace_hopper_done.mp4",
-                   overwrite=True)
+    done = run_all(clip, folder / "grace_hopper_done.mp4", DreamConfig(verbose=1),
+                   workdir=work, overwrite=True)
     sheet = contact_sheet(work / "frames", work / "dreamed", folder / "contact_sheet.png")
     print(f"\ndemo: {done}\ndemo: {sheet}")
     return 0

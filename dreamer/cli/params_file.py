@@ -14,31 +14,42 @@ Flags on the command line win over the file.
 """
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import tomllib
 from pathlib import Path
 
+from dreamer.config import Setting, settings
 from dreamer.errors import DreamerError
 
-NOT_IN_FILES = {"help", "params"}
 
-
-def load(path: str, parser: argparse.ArgumentParser) -> dict:
-    """The file's settings as argparse defaults ({dest: value}), each checked as its
-    flag would be."""
+def load(path: str) -> dict:
+    """The file's settings ({field: value}), each checked as its flag would be."""
     data = _read(Path(path))
-    actions = _actions(parser)
+    names = keys()
     out = {}
     for key, value in data.items():
-        action = actions.get(key.replace("-", "_").lstrip("_"))
-        if action is None:
-            close = difflib.get_close_matches(key, list(actions), n=1)
+        name = names.get(key.replace("-", "_").lstrip("_"))
+        if name is None:
+            close = difflib.get_close_matches(key, list(names), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise DreamerError(f"{path}: unknown setting '{key}'{hint} (keys are the long "
                                "flags without dashes, e.g. octaves, zoom, flow-blend)")
-        out[action.dest] = _value(path, key, value, action)
+        out[name] = _value(path, key, value, settings()[name])
+    return out
+
+
+def keys() -> dict[str, str]:
+    """Every setting with a flag by each of its long names (underscored) and its field
+    name: {key: field}."""
+    out = {}
+    for name, s in settings().items():
+        if not s.flags:
+            continue
+        for flag in s.flags:
+            if flag.startswith("--"):
+                out[flag[2:].replace("-", "_")] = name
+        out[name] = name
     return out
 
 
@@ -59,29 +70,16 @@ def _read(path: Path) -> dict:
     return data
 
 
-def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """Every flag by each of its long names (underscored) and its dest."""
-    out = {}
-    for action in parser._actions:
-        if action.dest in NOT_IN_FILES:
-            continue
-        for option in action.option_strings:
-            if option.startswith("--"):
-                out[option[2:].replace("-", "_")] = action
-        out[action.dest] = action
-    return out
-
-
-def _value(path, key: str, value, action: argparse.Action):
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+def _value(path, key: str, value, setting: Setting):
+    if setting.kind is bool:
         if not isinstance(value, bool):
             raise DreamerError(f"{path}: {key} is on or off; write {key} = true or false")
         return value
     if isinstance(value, dict):
         value = _schedule_text(path, key, value)
-    if action.nargs in ("+", "*"):
+    if setting.nargs in ("+", "*"):
         items = value if isinstance(value, list) else [value]
-        return [_convert(path, key, v, action) for v in items]
+        return [_convert(path, key, v, setting) for v in items]
     if value is None:
         raise DreamerError(f"{path}: {key} has no value; give one, or leave {key} out")
     if isinstance(value, bool):
@@ -89,7 +87,7 @@ def _value(path, key: str, value, action: argparse.Action):
                            "or off")
     if isinstance(value, list):
         raise DreamerError(f"{path}: {key} takes one value, not {_shown(value)}")
-    return _convert(path, key, value, action)
+    return _convert(path, key, value, setting)
 
 
 def _shown(value) -> str:
@@ -97,19 +95,17 @@ def _shown(value) -> str:
     return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
-def _convert(path, key: str, value, action: argparse.Action):
+def _convert(path, key: str, value, setting: Setting):
     text = str(value)
-    if action.choices is not None and text not in action.choices:
+    if setting.choices is not None and text not in setting.choices:
         raise DreamerError(f"{path}: {key} = {value!r}; choose one of "
-                           + ", ".join(map(str, action.choices)))
-    if action.type is None:
-        return text
+                           + ", ".join(setting.choices))
     try:
-        return action.type(text)
-    except argparse.ArgumentTypeError as e:
-        raise DreamerError(f"{path}: {key} = {value!r}: {e}") from None
-    except ValueError:
-        kind = {int: "a whole number", float: "a number"}.get(action.type, "valid")
+        return setting.parse(text)
+    except ValueError as e:
+        if setting.schedule:  # (it names the text that is neither number nor schedule)
+            raise DreamerError(f"{path}: {key} = {value!r}: {e}") from None
+        kind = "a whole number" if setting.kind is int else "a number"
         raise DreamerError(f"{path}: {key} = {value!r} is not {kind}") from None
 
 

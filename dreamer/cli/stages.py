@@ -25,7 +25,6 @@ from dreamer.video.ffmpeg import FFmpegError
 from dreamer.video.frames import IMAGE_TYPES, frame_name
 from dreamer.video.gif import make_gif
 from dreamer.cli.oneline import OneLineParser, os_error_line, report
-from dreamer.run.pipeline import StageFailed, run_all
 from dreamer.video.tools import TOOLS
 
 COMMANDS = {
@@ -41,6 +40,8 @@ COMMANDS = {
             "VIDEO [-w WORKDIR] [-o OUT.mp4] [--overwrite] [-it png|jpg] "
             "[-- STAGE-2 FLAGS]"),
 }
+# Flags the all-in-one command sets for stage 2 itself, from its own arguments.
+OWN_STAGE2_FLAGS = ("-i", "--input", "-o", "--output", "-it", "--image_type")
 DEFAULT_OUTPUTS = {"assemble": "<FRAMES_DIR name>_done.mp4", "gif": "<FRAMES_DIR name>.gif",
                    "all": "<VIDEO name>_dream.mp4"}
 
@@ -119,8 +120,25 @@ def _dispatch(command: str, parser: argparse.ArgumentParser, args, stage2: list[
     else:
         if len(args.args) != 1:
             parser.error("expected one VIDEO; put stage-2 flags after --")
-        run_all(args.args[0], args.workdir, stage2, args.output, args.image_type,
-                args.overwrite, args.tool)
+        config = _stage2_config(stage2)  # a typo fails before stage 1, not after it
+        from dreamer.run.pipeline import run_all  # imports torch: only when dreaming
+
+        run_all(args.args[0], args.output, config, workdir=args.workdir,
+                image_type=args.image_type, overwrite=args.overwrite, tool=args.tool)
+
+
+def _stage2_config(stage2: list[str]):
+    """The all-in-one command's stage-2 flags as a DreamConfig (its input, output and
+    image type are the command's own)."""
+    from dreamer.cli import dream as dream_cli
+
+    for flag in OWN_STAGE2_FLAGS:
+        if flag in stage2:
+            raise DreamerError(f"the all-in-one command sets {flag} for stage 2 itself; "
+                               "leave it out of the stage-2 flags")
+    # (-i and -o are placeholders: run_all sets both)
+    args = dream_cli.parse_args(["-i", "frames", "-o", "dreamed", *stage2], prog="stage 2")
+    return dream_cli.config_from_args(args)
 
 
 def _print_extracted(record: dict, frames_dir: str) -> None:
@@ -150,8 +168,6 @@ def _install_signal_handler():
 def _failure(e: BaseException, verbose: bool) -> int:
     """Says what went wrong in one line on stderr (stage 2 has said it already) and
     returns the exit status for it."""
-    if isinstance(e, StageFailed):
-        return e.code
     if isinstance(e, FFmpegError):
         if verbose and e.stderr_tail:
             print(e.stderr_tail, file=sys.stderr)

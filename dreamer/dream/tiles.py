@@ -42,7 +42,7 @@ MAX_OVERLAP = 128
 def geometry(net, end: str) -> tuple[int | None, int]:
     """(receptive field, stride) of layer `end` in input pixels; field None when a global
     pooling or fully connected layer sees the whole image (such a layer cannot be tiled)."""
-    stop = net._index[net.check_end(end)]
+    stop = net.index(end)
     field = {net.input_name: (1, 1)}
     for layer in net.layers[:stop + 1]:
         ins = [field[b] for b in layer.bottoms if b in field]

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from dreamer.config import DreamConfig
-from dreamer.errors import DreamerError, Interrupted
+from dreamer.errors import DreamerError
 from dreamer.run import resume
-from dreamer.run.manifest import Manifest, describe, run_record
-from dreamer.run.progress import Progress, Timer
+from dreamer.run.prepare import Prepared, prepare
+from dreamer.run.progress import Progress
 from dreamer.run.warmup import Piece, auto_start, fixed_start, kept_share, plan_pieces
 from dreamer.run.worker import DreamWorker, WorkerSpec
 from dreamer.run.writer import FrameWriter
@@ -32,21 +31,6 @@ from dreamer.run.writer import FrameWriter
 INSTALL = "pip install 'dreamer[ray]' (or make venv-ray)"
 CONNECT_TIMEOUT = 5  # seconds to wait for a Ray cluster's address to answer
 RETRIES = 1  # a piece whose worker died goes to another worker this many times
-
-
-def wanted(config: DreamConfig) -> bool:
-    """True when the run is for many workers; refuses worker settings that would be
-    ignored."""
-    if config.workers < 1:
-        raise DreamerError(f"--workers must be 1 or more (got {config.workers})")
-    if config.warmup is not None and config.warmup < 0:
-        raise DreamerError(f"--warmup must be 0 or more frames (got {config.warmup})")
-    if config.workers == 1:
-        for name in ("address", "warmup"):
-            if getattr(config, name) is not None:
-                raise DreamerError(f"--{name} only applies with --workers 2 or more; add "
-                                   f"--workers N, or drop --{name}")
-    return config.workers > 1
 
 
 def import_ray(workers: int):
@@ -58,81 +42,75 @@ def import_ray(workers: int):
     return ray
 
 
-def dream_sequence(config: DreamConfig, argv: list[str] | None,
-                   progress: Progress | None):
-    """The distributed twin of sequence._dream_sequence (same checks, plan and records)."""
-    from dreamer.run import sequence
+class RayEngine:
+    """Dreams a range's missing frames in pieces at once on Ray workers; the driver
+    (run/sequence.py) plans, writes and reports exactly as for one process."""
 
-    ray = import_ray(config.workers)
-    address = config.address or os.environ.get("RAY_ADDRESS") or None
-    if address is not None:
-        _check_reachable(address)  # before the seconds prepare takes
-    # The driver dreams nothing: it checks and plans on the CPU (a cluster's head node
-    # may have no GPU); each GPU worker plans its tiles on its own GPU
-    run = sequence.prepare(replace(config, gpu=None))
-    run.config = config
-    manifest = Manifest(run.output)
-    plan = resume.plan_run(manifest, run.frames, run.output, run.params, config.seed,
-                           lambda: secrets.randbelow(2**31), config.overwrite)
-    driver = Driver(ray, run, manifest, plan.seed, argv, address)
-    return driver.dream(plan, progress)
+    def __init__(self, config: DreamConfig):
+        self.config = config
+        self.ray = import_ray(config.workers)
+        self.address = config.address or os.environ.get("RAY_ADDRESS") or None
+        self.connected = False
+        self.pool: Pool | None = None
+        self.states: dict[int, bool] = {}
 
+    @property
+    def lost(self) -> str:
+        return self.pool.lost if self.pool is not None else ""
 
-@dataclass
-class Driver:
-    ray: object
-    prepared: object  # sequence.Prepared
-    manifest: Manifest
-    seed: int
-    argv: list[str] | None
-    address: str | None  # of the Ray cluster; None: start Ray here
-    states: dict[int, bool] = field(default_factory=dict)
+    def prepare(self) -> Prepared:
+        """The driver dreams nothing: it checks and plans on the CPU (a cluster's head
+        node may have no GPU); each GPU worker plans its tiles on its own GPU."""
+        if self.address is not None:
+            _check_reachable(self.address)  # before the seconds prepare takes
+        run = prepare(replace(self.config, gpu=None))
+        run.setup = replace(run.setup, config=self.config)
+        return run
 
-    def dream(self, plan: resume.Plan, progress: Progress | None):
-        from dreamer.run.sequence import RunResult
+    def todo(self, run: Prepared, plan: resume.Plan) -> list[int]:
+        return [k for k in run.frames.numbers if k not in plan.done]
 
-        run, config = self.prepared, self.prepared.config
-        frames, output = run.frames, run.output
-        description = describe(config, self.seed, frames, run.size, config.model_name,
-                               run.guide_record)
-        done = set(plan.done)
-        todo = [k for k in frames.numbers if k not in done]
-        progress = progress or Progress(len(todo), config.verbose)
-        if not todo:
-            progress.info(f"frames {frames.first}..{frames.last} in {output} are already "
-                          "dreamed with these parameters; nothing to do")
-            return RunResult(frames, output, self.seed, description)
+    def written_before(self, plan: resume.Plan) -> set[int]:
+        """Frames done before: the lossless state of one goes once the next is written,
+        whichever piece wrote it."""
+        return set(plan.done)
+
+    def open(self, run: Prepared, manifest, seed: int, progress: Progress) -> None:
+        """Joins (or starts) Ray; a cluster that cannot place the workers is refused
+        before anything is printed."""
+        self.run, self.manifest, self.seed, self.done = run, manifest, seed, set()
         connect(self.ray, self.address)
-        try:
-            # (refused before anything is printed: a refusal is the only line)
-            resources = worker_resources(self.ray, config.workers, config.gpu)
-            self._announce(plan, done, progress)
-            pieces = self._pieces(todo, done, progress)
-            self._dream(pieces, resources, done, progress)
-        finally:
-            _shutdown(self.ray)
-        self.manifest.finish_run(description)
-        return RunResult(frames, output, self.seed, description)
+        self.connected = True
+        self.resources = worker_resources(self.ray, self.config.workers, self.config.gpu)
 
-    def _announce(self, plan: resume.Plan, done: set[int], progress: Progress) -> None:
-        if done:
-            count = len(self.prepared.frames.numbers)
-            progress.info(f"resuming: {len(done)} of the {count} frames are already done "
-                          f"(seed {self.seed})")
-        elif plan.seed_source == "drawn":
-            progress.info(f"seed {self.seed} (repeat this run exactly with --seed {self.seed})")
+    def record(self, todo: list[int], progress: Progress) -> dict:
+        """The pieces, announced, and the workers for the run's record."""
+        self.done = set(self.run.frames.numbers) - set(todo)
+        self.pieces = self._pieces(todo, progress)
+        return {"workers": {"count": self.config.workers, **self.resources,
+                            "pieces": [vars(p) for p in self.pieces]}}
+
+    def frames(self, todo: list[int], writer, progress: Progress):
+        self.pool = Pool(self.ray, self._actors(len(self.pieces)), self.pieces, writer)
+        yield from self.pool.frames()
+
+    def close(self) -> None:
+        if self.connected:
+            _shutdown(self.ray)
+
+    def device_name(self, run: Prepared) -> str:
+        return "cpu" if self.config.gpu is None else "cuda"
 
     # --- planning ------------------------------------------------------------------------
 
-    def _pieces(self, todo: list[int], done: set[int], progress: Progress) -> list[Piece]:
-        run, config = self.prepared, self.prepared.config
-        first = run.frames.first
+    def _pieces(self, todo: list[int], progress: Progress) -> list[Piece]:
+        config, first = self.config, self.run.frames.first
         if config.warmup is not None:
             rule = lambda keep: fixed_start(keep, first, config.warmup)  # noqa: E731
         else:
             rule = lambda keep: auto_start(keep, first, self._share)  # noqa: E731
         pieces = plan_pieces(todo, config.workers, first, rule,
-                             lambda j: self._has_state(j, done, progress))
+                             lambda j: self._has_state(j, progress))
         warm = [f"{p.keep} (warm-up {p.warmup})" for p in pieces]
         workers = min(config.workers, len(pieces))
         progress.info(f"{len(todo)} frames on {workers} Ray worker{'s' * (workers > 1)}, in "
@@ -140,19 +118,19 @@ class Driver:
         return pieces
 
     def _share(self, k: int) -> float:
-        config, values = self.prepared.config, self.prepared.schedules.at(k, self.seed)
-        return kept_share(values, config.flow, config.flow_smooth)
+        values = self.run.schedules.at(k, self.seed)
+        return kept_share(values, self.config.flow, self.config.flow_smooth)
 
-    def _has_state(self, j: int, done: set[int], progress: Progress) -> bool:
+    def _has_state(self, j: int, progress: Progress) -> bool:
         """Whether the dream of frame j is on disk for the next frame to carry in: a frame
         of the range only when it is done with these parameters; the frame before the
         range whatever made it (chained ranges, as a single run does)."""
-        frames = self.prepared.frames
-        if j < 1 or (j >= frames.first and j not in done):
+        frames = self.run.frames
+        if j < 1 or (j >= frames.first and j not in self.done):
             return False
         if j not in self.states:
-            frame, why_not = resume.load_state(self.prepared.output, j, frames.image_type,
-                                               self.prepared.size)
+            frame, why_not = resume.load_state(self.run.output, j, frames.image_type,
+                                               self.run.size)
             if why_not and j == frames.first - 1:
                 progress.info(f"frame {j + 1} starts from the raw frame: {why_not}")
             self.states[j] = frame is not None
@@ -160,59 +138,16 @@ class Driver:
 
     # --- dreaming ------------------------------------------------------------------------
 
-    def _dream(self, pieces: list[Piece], resources: dict, done: set[int],
-               progress: Progress) -> None:
-        run, config = self.prepared, self.prepared.config
-        record = run_record(config, self.seed, run.frames, run.size, run.model,
-                            self._dream_record(), "cpu" if config.gpu is None else "cuda",
-                            self.argv)
-        record["workers"] = {"count": config.workers, **resources,
-                             "pieces": [vars(p) for p in pieces]}
-        self.manifest.start_run({**record, "resumed_at": pieces[0].keep})
-        writer = PieceWriter(run.output, run.frames, self.manifest, run.key, self.seed,
-                             run.frames.last + 1, Throughput(progress), done=set(done))
-        pool = Pool(self.ray, self._actors(resources, len(pieces)), pieces, writer)
-        try:
-            for k, frame, info in pool.frames():
-                writer.save(k, frame, info)
-            writer.flush()
-        except KeyboardInterrupt:
-            writer.finish(0)
-            self._close("interrupted")
-            raise Interrupted(f"interrupted; {self._missing_text(writer)}; run the same "
-                              "command again to dream the rest") from None
-        except OSError as e:
-            writer.finish(0)
-            self._close(f"failed: {e.strerror or e}")
-            raise DreamerError(f"cannot write a frame ({e.strerror or e}); "
-                               f"{self._missing_text(writer)}; free disk space or fix "
-                               "permissions, then run the same command again") from None
-        except BaseException:
-            writer.finish(0)
-            self._close("failed")
-            raise
-        finally:
-            writer.close()
-        if pool.lost:
-            self._close(f"incomplete: {pool.lost}")
-            raise DreamerError(f"{pool.lost}; {self._missing_text(writer)}; run the same "
-                               "command again to dream them")
-
-    def _dream_record(self) -> dict:
-        run = self.prepared
-        return {"params": run.params, "key": run.key, "seed": self.seed,
-                "schedules": run.schedules.scheduled(), "guide": run.guide_record}
-
-    def _actors(self, resources: dict, pieces: int) -> list:
-        run, config = self.prepared, self.prepared.config
+    def _actors(self, pieces: int) -> list:
+        run, config = self.run, self.config
         # absolute paths: a cluster's workers run in the folder `ray start` ran in
         frames = replace(run.frames, folder=Path(run.frames.folder).absolute())
         guides = [Path(p).absolute() for p in run.guide_images or []] or None
-        spec = WorkerSpec(config, frames, Path(run.output).absolute(), run.size, self.seed,
-                          run.tile, run.budget, guides, self._kernel_choices(),
-                          resources["num_cpus"])
+        spec = WorkerSpec(replace(run.setup, frames=frames, mean=run.setup.mean.cpu()),
+                          Path(run.output).absolute(), self.seed, guides,
+                          self._kernel_choices(), self.resources["num_cpus"])
         net = self.ray.put(run.net.cpu())  # sent once to each worker, not once a piece
-        actor = self.ray.remote(DreamWorker).options(**resources)
+        actor = self.ray.remote(DreamWorker).options(**self.resources)
         # no more workers than pieces: one with nothing to do would load the net for nothing
         return [actor.remote(spec, net) for _ in range(min(config.workers, pieces))]
 
@@ -224,18 +159,6 @@ class Driver:
         from dreamer.caffe import autotune
 
         return {**autotune.cached(), **self.manifest.kernel_choices()}
-
-    def _missing_text(self, writer: "PieceWriter") -> str:
-        frames = self.prepared.frames
-        missing = [k for k in frames.numbers if k not in writer.done]
-        return (f"{len(missing)} of frames {frames.first}..{frames.last} are missing "
-                f"(the first: {missing[0]})" if missing else "every frame is done")
-
-    def _close(self, status: str) -> None:
-        try:
-            self.manifest.finish_run("", status=status)
-        except OSError:
-            pass  # the disk may be what failed; the synced journal still has every frame
 
 
 def _shutdown(ray) -> None:
@@ -326,45 +249,13 @@ def worker_resources(ray, workers: int, gpu: int | None) -> dict:
     return {"num_cpus": cpus // workers}
 
 
-@dataclass
-class PieceWriter(FrameWriter):
-    """The run's one writer, for frames that arrive from several pieces at once. The
-    lossless dream of a jpg frame (.dreamer/state_K.png) is what a resumed run carries
-    into frame K+1: it is dropped once frame K+1 is on disk, whichever piece wrote
-    which, and kept while K+1 is missing. FrameWriter drops the state of the frame
-    before, which another piece may not have written yet: `start` past the range turns
-    that off."""
-    done: set[int] = field(default_factory=set)
-
-    def _save(self, k, frame, info) -> None:
-        super()._save(k, frame, info)
-        self.done.add(k)
-        for j in (k - 1, k):
-            if j >= self.frames.first and j in self.done and j + 1 in self.done:
-                resume.drop_state(self.output, j)
-
-
-class Throughput:
-    """The progress bar, timed by the frames' arrival: N workers dream N frames at once,
-    so one worker's seconds for a frame would overstate the time left N times."""
-
-    def __init__(self, progress: Progress):
-        self.progress, self.timer = progress, Timer()
-
-    def frame_done(self, k: int, seconds: float) -> None:
-        self.progress.frame_done(k, self.timer.lap())
-
-    def info(self, text: str, level: int = 1) -> None:
-        self.progress.info(text, level)
-
-
 class Pool:
     """The workers and the pieces still to give them: yields each kept frame as it
     arrives from any worker. A worker that dies hands the rest of its piece, from the
     frame after the last one it sent, to the next free worker (RETRIES times); what is
     still undone then is named in `lost`."""
 
-    def __init__(self, ray, actors: list, pieces: list[Piece], writer: PieceWriter):
+    def __init__(self, ray, actors: list, pieces: list[Piece], writer: FrameWriter):
         self.ray, self.writer = ray, writer
         self.queue = deque((p, 0) for p in pieces)
         self.starting = {actor.ready.remote(): actor for actor in actors}

@@ -1,5 +1,5 @@
 """Dreaming one frame after another, on top of the previous dream: everything of stage 2
-but the files it writes. The orchestrator (run/sequence.py) saves what this returns; a
+but the files it writes. The driver (run/sequence.py) writes what this returns; a
 worker of a distributed run can use it alone, in its own process."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dreamer.config import DreamConfig
 from dreamer.dream import objectives, schedule, transforms
 from dreamer.dream.carry import Carried, carry, settle
 from dreamer.dream.flow import FlowCache, FlowPrefetcher
+from dreamer.dream.guides import Guide, open_guide
 from dreamer.dream.render import deepdream
 from dreamer.run.progress import Progress, Timer
 from dreamer.video.frames import FrameSet, read_frame, write_image
@@ -47,22 +48,37 @@ class OctaveReporter:
             write_image(to_uint8(rgb), self.preview_dir / f"{self.k:08d}_octave{i + 1}.jpg")
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every frame of a run is dreamed with, fixed and checked before the first
+    (run/prepare.py): the same in one process and in each Ray worker."""
+    config: DreamConfig
+    frames: FrameSet
+    size: tuple[int, int]
+    schedules: schedule.Schedules
+    mean: torch.Tensor
+    device: torch.device
+    tile: int | str | None = None
+    budget: int | None = None
+
+
+def guide_of(setup: Setup, net, images: list[Path] | None) -> Guide | None:
+    """The guide's features for the run's frames (None: no guide)."""
+    if not images:
+        return None
+    return open_guide(net, images, setup.mean, setup.device, setup.schedules,
+                      setup.frames.numbers, setup.config.end_layers)
+
+
 @dataclass
 class FrameDreamer:
     """Dreams frame k from raw frame k and the previous dream. Frames are pure functions
     of (parameters, seed, k, previous dream), so any process can dream any range."""
-    config: DreamConfig
+    setup: "Setup"
     net: object  # a CaffeNet, or a CompiledNet of it (--compile)
-    frames: FrameSet
-    size: tuple[int, int]
-    schedules: schedule.Schedules
     seed: int
-    mean: torch.Tensor
-    guides: object | None  # dream.guides.Guide, or None
-    device: torch.device
+    guides: Guide | None
     reporter: OctaveReporter | None = None
-    tile: int | str | None = None
-    budget: int | None = None
     flows: FlowPrefetcher | None = None  # with --flow: see start_flows
     reader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     next_raw: tuple[int, Future] | None = None
@@ -73,8 +89,9 @@ class FrameDreamer:
         """Dreams frame k on top of the previous dream `state` (None: start from the raw
         frame); returns the new state, the frame (uint8 HxWx3) and its manifest entry."""
         timer = Timer()
-        values = self.schedules.at(k, self.seed, carried=state is not None)
-        raw = to_tensor(self._read(k), self.device)
+        run = self.setup
+        values = run.schedules.at(k, self.seed, carried=state is not None)
+        raw = to_tensor(self._read(k), run.device)
         carried = None
         if state is None:
             img = raw
@@ -89,13 +106,13 @@ class FrameDreamer:
         if self.reporter is not None:
             self.reporter.start(k, values.octave_n)
         dreamed = deepdream(self.net, img, values.layer,
-                            schedule.jitter_offsets(self.seed, k, values.jitter), self.mean,
+                            schedule.jitter_offsets(self.seed, k, values.jitter), run.mean,
                             iter_n=values.iter_n, octave_n=values.octave_n,
                             octave_scale=values.octave_scale, step_size=values.step_size,
-                            objective=objective, on_octave=self.reporter, tile=self.tile,
-                            budget=self.budget)
+                            objective=objective, on_octave=self.reporter, tile=run.tile,
+                            budget=run.budget)
         if carried is not None:
-            dreamed = settle(dreamed, carried, self.config.flow_smooth)
+            dreamed = settle(dreamed, carried, run.config.flow_smooth)
         state = dreamed.clamp(0, 255).round()  # what the saved uint8 frame holds
         frame = state.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return state, frame, self._info(k, values, carried, timer)
@@ -103,7 +120,7 @@ class FrameDreamer:
     def _info(self, k: int, values: schedule.FrameValues, carried: Carried | None,
               timer: Timer) -> dict:
         info = dict(layer=values.layer, blend=values.blend, seconds=round(timer.lap(), 3))
-        scheduled = self.schedules.values_record(values)
+        scheduled = self.setup.schedules.values_record(values)
         if scheduled:
             info["values"] = scheduled
         if self.guides is not None and self.guides.count > 1:
@@ -119,29 +136,30 @@ class FrameDreamer:
     def start_flows(self, first: int, cache: FlowCache) -> None:
         """--flow: flows of the coming frame pairs from `first` on, computed ahead in a
         thread and cached, so that re-runs and resumed runs reuse them bit for bit."""
-        self.flows = FlowPrefetcher(lambda k: read_frame(self.frames.path(k), self.size),
-                                    max(first - 1, 1), self.frames.last, cache)
+        frames, size = self.setup.frames, self.setup.size
+        self.flows = FlowPrefetcher(lambda k: read_frame(frames.path(k), size),
+                                    max(first - 1, 1), frames.last, cache)
 
     def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor,
                        values: schedule.FrameValues) -> Carried:
         """The previous dream moved along the film into frame k (carry.py)."""
-        config = self.config
+        run = self.setup
+        config = run.config
         if self.raw_prev is None and config.flow_carry == "residual":  # a range's first
-            self.raw_prev = to_tensor(read_frame(self.frames.path(k - 1), self.size),
-                                      self.device)
+            self.raw_prev = to_tensor(read_frame(run.frames.path(k - 1), run.size), run.device)
         return carry(state, raw, self.raw_prev, self.flows.flows(k), values.flow_blend,
                      values.zoom, config.flow_carry)
 
     def _read(self, k: int) -> np.ndarray:
         """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
+        frames, size = self.setup.frames, self.setup.size
         if self.next_raw is not None and self.next_raw[0] == k:
             frame = self.next_raw[1].result()  # a read error surfaces here, as it would
         else:
-            frame = read_frame(self.frames.path(k), self.size)
+            frame = read_frame(frames.path(k), size)
         self.next_raw = None
-        if k + 1 <= self.frames.last:
-            self.next_raw = (k + 1, self.reader.submit(read_frame, self.frames.path(k + 1),
-                                                       self.size))
+        if k + 1 <= frames.last:
+            self.next_raw = (k + 1, self.reader.submit(read_frame, frames.path(k + 1), size))
         return frame
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import torch
 
 import dreamer
 from dreamer.caffe import autotune
-from dreamer.dream.keyframes import Keyframes
+from dreamer.values.keyframes import Keyframes
 from dreamer.dream.schedule import Schedules
 from dreamer.errors import DreamerError
 from dreamer.video.frames import write_text

@@ -1,9 +1,20 @@
-"""What a run tells the user while it works (stderr), by verbosity level."""
+"""What a run tells the user while it works (stderr), by verbosity level.
+
+On a terminal a tqdm bar; anywhere else (a log file, a pipe) one plain line a frame, with no
+carriage returns or bar characters, so a log stays readable and grep-able:
+
+    frame 00000012 done: 12/120 frames, 2.31 s/frame, ETA 4m09s
+
+Both give the seconds a frame and the ETA from the mean of the last frames: the first frame
+includes warm-up (loading the net, the first kernels), so a mean since the start would lie.
+"""
 from __future__ import annotations
 
 import sys
 import time
 from collections import deque
+
+from tqdm import tqdm
 
 
 def _duration(seconds: float) -> str:
@@ -13,9 +24,43 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+class _Bar(tqdm):
+    """tqdm's bar showing the run's own figures: s/frame and the time left from the last
+    frames' mean (not tqdm's rate), the elapsed time since the run began (not since the
+    first frame, when the bar appears) and the last frame's number."""
+
+    FORMAT = ("{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} frames "
+              "[{elapsed}<{left}, {per_frame} s/frame] last {last}")
+    monitor_interval = 0  # no monitor thread: the bar is redrawn at every frame anyway
+
+    def __init__(self, progress: Progress, **kwargs):
+        self.progress = progress  # before tqdm's __init__, which draws the bar once
+        super().__init__(**kwargs)
+
+    @property
+    def format_dict(self):
+        d = super().format_dict
+        p = self.progress
+        per, eta = p.seconds_per_frame(), p.eta_seconds()
+        if not (d["ncols"] or 0) > 0:  # a terminal that says it is 0 wide: a 10-wide bar
+            d["ncols"] = None
+        d.update(elapsed=max(time.time() - p.started, 0.0),
+                 per_frame="?" if per is None else f"{per:.2f}",
+                 left="?" if eta is None else tqdm.format_interval(eta),
+                 last="-" if p.last is None else f"{p.last:08d}")
+        return d
+
+    def __del__(self):
+        # tqdm closes (redraws) a bar when it is collected, which can be after the message
+        # of an interruption: the bar would come back under it. Progress closes its bar
+        # when the run is complete, or when told to.
+        pass
+
+
 class Progress:
-    """A one-line bar: frames done, seconds a frame and an ETA from the last frames' mean
-    (the first frame includes warm-up, so a plain mean since the start would lie)."""
+    """Frames done, seconds a frame and an ETA from the last frames' mean, and messages
+    (`info`) at verbosity levels: nothing at verbose 0; at 1 the bar or the per-frame lines
+    and the run's messages; -v 2 lines (one per octave) pass level=2."""
 
     WINDOW = 10
 
@@ -23,35 +68,64 @@ class Progress:
         self.total, self.verbose = total, verbose
         self.stream = stream if stream is not None else sys.stderr
         self.done = 0
+        self.last: int | None = None
         self.recent: deque[float] = deque(maxlen=self.WINDOW)
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = bool(getattr(self.stream, "isatty", None) and self.stream.isatty())
+        self.started = time.time()
+        self._bar: _Bar | None = None  # drawn at the first frame, as the old bar was
+        self.closed = False
+
+    def seconds_per_frame(self) -> float | None:
+        return sum(self.recent) / len(self.recent) if self.recent else None
 
     def eta_seconds(self) -> float | None:
-        if not self.recent:
-            return None
-        return sum(self.recent) / len(self.recent) * (self.total - self.done)
+        per = self.seconds_per_frame()
+        return None if per is None else per * max(self.total - self.done, 0)
 
     def frame_done(self, k: int, seconds: float) -> None:
         self.done += 1
+        self.last = k
         self.recent.append(seconds)
         if self.verbose < 1:
             return
-        width = 24
-        filled = int(width * self.done / max(self.total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        per = sum(self.recent) / len(self.recent)
-        line = (f"[{bar}] {self.done}/{self.total} frames (last {k:08d}) "
-                f"{per:.2f} s/frame, ETA {_duration(self.eta_seconds() or 0)}")
-        end = "" if self.tty and self.done < self.total else "\n"
-        self.stream.write(("\r" if self.tty else "") + line + end)
-        self.stream.flush()
+        if self.tty and not self.closed:
+            self._draw()
+        else:
+            self._line(f"frame {k:08d} done: {self.done}/{self.total} frames, "
+                       f"{self.seconds_per_frame():.2f} s/frame, "
+                       f"ETA {_duration(self.eta_seconds() or 0)}")
+        if self.done >= self.total:
+            self.close()
 
     def info(self, text: str, level: int = 1) -> None:
-        if self.verbose >= level:
-            if self.tty and 0 < self.done < self.total:
-                self.stream.write("\n")
-            self.stream.write(text + "\n")
-            self.stream.flush()
+        if self.verbose < level:
+            return
+        bar = self._bar if not self.closed else None
+        if bar is not None:
+            bar.clear()  # the message takes the bar's line, the bar is drawn again below it
+        self._line(text)
+        if bar is not None:
+            bar.refresh()
+
+    def close(self) -> None:
+        """Ends the bar's line (left on screen); done by itself when the last frame is in,
+        and harmless twice. Frames after it are reported as plain lines."""
+        if self._bar is not None:
+            self._bar.close()  # tqdm's close does nothing a second time
+            self._bar = None
+        self.closed = True
+
+    def _draw(self) -> None:
+        if self._bar is None:
+            self._bar = _Bar(self, total=self.total, initial=self.done, file=self.stream,
+                             bar_format=_Bar.FORMAT, leave=True, position=0,
+                             mininterval=0, miniters=1, dynamic_ncols=True, disable=False)
+        else:
+            self._bar.update(self.done - self._bar.n)
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
 
 class Timer:

@@ -13,42 +13,48 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dreamer.config import applies, keyed
 from dreamer.dream import schedule
-from dreamer.dream.keyframes import Keyframes, LayerKeys
+from dreamer.values.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
 from dreamer.video.frames import (FrameSet, commit, discard, frame_name, read_frame,
                                   stage_bytes)
 
-# What changes a frame's pixels (with the model, guide, layers and seed).
-DREAM_FIELDS = ("preview", "octave_n", "octave_scale", "iter_n", "jitter", "zoom",
-                "step_size", "mean", "precision", "tile")
 STATE_DIR = ".dreamer"
 _TEMP_RE = re.compile(r"^\.(\d{8}\.(png|jpg)|dream_manifest\.json|state_\d{8}\.png)\..*\.tmp$")
 
 
 def dream_params(config, model: dict, guide: str | None, image_type: str,
                  schedules: schedule.Schedules | None = None) -> dict:
-    """What keys a run's frames. A fixed number stays a number and a schedule is its
-    canonical text, so runs without schedules keep the keys they always had."""
+    """What keys a run's frames: every keyed setting (config.keyed) that applies. A fixed
+    number stays a number and a schedule is its canonical text; the model and the guide
+    are their files' sha1, the layers and the blend as the run reads them. A setting
+    that needs another (the flow's) is keyed only when that one is on, and --flow only
+    when on, so runs without them keep the keys they always had."""
     schedules = schedules or schedule.Schedules(config)
-    params = {f: getattr(config, f) for f in DREAM_FIELDS}
-    params["mean"] = list(params["mean"])
-    for name, keys in schedules.numbers.items():
-        if name in params:
-            params[name] = keys.at(1) if keys.constant else keys.text()
-    if config.flow:  # (only then: runs without flow keep the keys they always had)
-        blend = schedules.numbers["flow_blend"]
-        params.update(flow=True, flow_blend=blend.at(1) if blend.constant else blend.text(),
-                      flow_carry=config.flow_carry, flow_smooth=config.flow_smooth)
+    params = {}
+    for name in keyed():
+        value = getattr(config, name)
+        if name in _DERIVED or not applies(config, name) or value is False:
+            continue  # (an on/off setting is keyed only when on)
+        if name in schedules.numbers:
+            value = _number(schedules.numbers[name])
+        params[name] = list(value) if isinstance(value, tuple) else value
     blend = schedules.blend
-    if isinstance(blend, Keyframes):
-        blend = blend.at(1) if blend.constant else blend.text()
     layers = schedules.layers
-    params.update(blend=blend,
+    params.update(blend=_number(blend) if isinstance(blend, Keyframes) else blend,
                   layers=layers.text() if isinstance(layers, LayerKeys) else list(layers),
                   model={role: m["sha1"] for role, m in model.items()}, guide=guide,
                   image_type=image_type)
     return params
+
+
+# Keyed settings whose key is what the run made of them, not the value as given.
+_DERIVED = ("blend", "layers", "guide_image", "image_type")
+
+
+def _number(keys: Keyframes):
+    return keys.at(1) if keys.constant else keys.text()
 
 
 def params_key(params: dict) -> str:

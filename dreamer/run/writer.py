@@ -31,14 +31,17 @@ class EncodedFrame:
 
 @dataclass
 class FrameWriter:
-    """The one writer of a run's output folder and manifest."""
+    """The one writer of a run's output folder and manifest, whether frames arrive in
+    order from one process or from several pieces at once. The lossless dream of a jpg
+    frame (.dreamer/state_K.png) is what a resumed run carries into frame K+1: it is
+    dropped once frames K and K+1 are both in `done`, and kept while K+1 is missing."""
     output: Path
     frames: FrameSet
     manifest: Manifest
     key: str
     seed: int
-    start: int  # the run's first frame: the lossless state of frames before it is kept
     progress: Progress
+    done: set[int] = field(default_factory=set)  # frames written, or done before
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     pending: tuple[int, Future] | None = None
 
@@ -62,23 +65,16 @@ class FrameWriter:
         # cleared only once the write is over: a Ctrl-C while waiting keeps it pending
         self.pending = None
 
-    def finish(self, k: int) -> int:
+    def finish(self) -> None:
         """Lets the write in flight finish, so the manifest is never closed while the
-        writer still records a frame; returns the first frame not on disk (`k` when the
-        one in flight was written)."""
-        first_missing = k
+        writer still records a frame; `done` then holds every frame on disk."""
         try:
             self.flush()
-        except OSError as e:
-            first_missing = e.frame
+        except OSError:
+            pass  # that frame is not in `done`
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: the write still finishes below
         self.pool.shutdown(wait=True)
-        if self.pending is not None:
-            written, future = self.pending
-            if future.exception() is not None:
-                first_missing = written
-        return first_missing
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -98,6 +94,8 @@ class FrameWriter:
         except BaseException:
             discard(tmp)
             raise
-        if k - 1 >= self.start:
-            resume.drop_state(self.output, k - 1)
+        self.done.add(k)
+        for j in (k - 1, k):
+            if j >= self.frames.first and j in self.done and j + 1 in self.done:
+                resume.drop_state(self.output, j)
         self.progress.frame_done(k, info["seconds"])

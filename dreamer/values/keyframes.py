@@ -2,7 +2,7 @@
 
 Frames are the absolute frame numbers of the film, from 1 (a key at 0, as Deforum's
 schedules start, is allowed and lies just before the first frame). A value is a number
-or an expression of `t`, the frame being dreamed (dream/expr.py); every key is evaluated
+or an expression of `t`, the frame being dreamed (values/expr.py); every key is evaluated
 at t, and between two keys the two values are interpolated:
 - linear (the default): straight between keys;
 - step: each key holds until the next one (`@step` at the end of the schedule);
@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from dreamer.dream.expr import Expression
+from dreamer.values.expr import Expression
 from dreamer.errors import DreamerError
 
 INTERPOLATIONS = ("linear", "step", "cubic")
