@@ -59,7 +59,7 @@ $(VENV)/.docs: $(PY)
 	touch $@
 
 docs: $(VENV)/.docs
-	if $(PY) -c 'import dreamer.cli.flagdoc' 2>/dev/null; then $(PY) -m dreamer.cli.flagdoc --check; fi
+	$(PY) -m dreamer.cli.flagdoc --check
 	$(PY) -m mkdocs build --strict
 
 clean-venv:

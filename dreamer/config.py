@@ -140,7 +140,7 @@ class DreamConfig:
     input: str = setting(None, "-i", "--input", group="frames",
                          help="folder of input frames (required)")
     output: str = setting(None, "-o", "--output", group="frames",
-                          help="folder for the dreamed frames (required)")
+                          help="folder for the dreamed frames, made if missing (required)")
     image_type: str | None = setting(
         None, "-it", "--image_type", group="frames", choices=("png", "jpg"), keyed=True,
         help="frame file type (default: whichever the input folder holds)")
@@ -195,7 +195,7 @@ class DreamConfig:
     verbose: int = setting(
         1, "-v", "--verbose", group="frames", kind=int, low=0, high=3, name="verbosity",
         help="0 silent, 1 progress bar, 2 per-octave lines, 3 also per-octave preview "
-             "images (default: %(default)s)")
+             "images in OUTPUT/previews/ (default: %(default)s)")
     guide_image: str | None = setting(
         None, "-gi", "--guide_image", "--guide-image", group="dream", keyed=True,
         help="dream towards this image's features; a folder of images or a video guides "

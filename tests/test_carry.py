@@ -18,6 +18,7 @@ from dreamer.dream import transforms
 from dreamer.dream.carry import carry, settle, zoomed_flow
 from dreamer.run.manifest import Manifest
 from dreamer.run.sequence import dream_sequence
+from dreamer.video.frames import numbered_files
 
 
 def smooth(h=48, w=64, seed=0):
@@ -191,7 +192,7 @@ def test_real_googlenet_with_flow_flickers_less_on_a_moving_clip(tmp_path):
         r = subprocess.run(base + ["-o", str(tmp_path / name), *extra], cwd=ROOT,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        reports[name] = flicker.measure(frames, tmp_path / name)
+        reports[name] = flicker.measure(numbered_files(frames), numbered_files(tmp_path / name))
     plain, flow = reports["plain"], reports["flow"]
     assert flow.added < 0.75 * plain.added, (flow.added, plain.added)
     assert flow.strength > 0.5 * plain.strength

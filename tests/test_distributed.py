@@ -18,7 +18,6 @@ from conftest import ROOT, run_dream, write_frames
 from dreamer.config import DreamConfig, validate
 from dreamer.dream.schedule import Schedules
 from dreamer.errors import DreamerError
-from dreamer.run import distributed
 from dreamer.run.manifest import Manifest
 from dreamer.run.sequence import engine_for
 from dreamer.run.serial import SerialEngine

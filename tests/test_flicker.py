@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from dreamer.dream import flicker
 from dreamer.errors import DreamerError
+from dreamer.video.frames import numbered_files, numbered_paths
 
 H, W = 48, 64
 
@@ -40,7 +41,7 @@ def test_alternating_dream_on_a_still_film(tmp_path):
     n = 6
     dreams = [(still.astype(np.int16) + (10 if k % 2 else -10)).astype(np.uint8)
               for k in range(n)]
-    report = flicker.measure(write_frames(tmp_path / "orig", [still] * n),
+    report = measure(write_frames(tmp_path / "orig", [still] * n),
                              write_frames(tmp_path / "dream", dreams))
     assert report.frames == list(range(1, n + 1)) and report.pairs == list(range(2, n + 1))
     assert report.residual == 0
@@ -54,7 +55,7 @@ def test_alternating_dream_on_a_still_film(tmp_path):
 def test_constant_offset_adds_no_flicker_to_a_moving_film(tmp_path):
     clip = panning_clip(5)
     dreams = [frame + np.uint8(15) for frame in clip]
-    report = flicker.measure({k + 1: f for k, f in enumerate(clip)},
+    report = measure({k + 1: f for k, f in enumerate(clip)},
                              {k + 1: f for k, f in enumerate(dreams)})
     assert report.residual > 0.1  # the film's own: border strips, interpolation
     assert report.added == pytest.approx(0, abs=1e-3)
@@ -66,10 +67,21 @@ def test_dream_stuck_to_the_screen_flickers(tmp_path):
     clip = panning_clip(5)
     pattern = (texture(2, H, W).astype(np.int16) - 120) // 6  # a fixed overlay of +-17
     dreams = [np.clip(f + pattern, 0, 255).astype(np.uint8) for f in clip]
-    report = flicker.measure(clip_paths(write_frames(tmp_path / "o", clip)),
+    report = measure(clip_paths(write_frames(tmp_path / "o", clip)),
                              clip_paths(write_frames(tmp_path / "d", dreams)))
     assert report.added > 1.0
     assert 0 < report.ratio < 2
+
+
+def measure(original, dreamed) -> flicker.Report:
+    """flicker.measure of folders, lists of frame files or {number: frame}."""
+    return flicker.measure(as_frames(original), as_frames(dreamed))
+
+
+def as_frames(frames):
+    if isinstance(frames, Path):
+        return numbered_files(frames)
+    return numbered_paths(frames) if isinstance(frames, list) else frames
 
 
 def clip_paths(folder: Path) -> list[Path]:
@@ -81,7 +93,7 @@ def test_dreamed_sub_range_uses_the_common_frames(tmp_path):
     original = write_frames(tmp_path / "orig", clip)
     dreamed = write_frames(tmp_path / "dream", clip[2:5], first=3)  # frames 3-5
     (dreamed / "00000003_octave1.jpg").write_bytes(b"a preview, not a frame")
-    report = flicker.measure(original, dreamed)
+    report = measure(original, dreamed)
     assert report.frames == [3, 4, 5] and report.pairs == [4, 5]
     assert report.added == pytest.approx(0, abs=1e-6) and report.strength == 0
     assert math.isnan(report.ratio)
@@ -93,7 +105,7 @@ def test_size_mismatch_is_one_line(tmp_path):
     original = write_frames(tmp_path / "orig", clip)
     dreamed = write_frames(tmp_path / "dream", [f[:-2] for f in clip])
     with pytest.raises(DreamerError, match=r"dreamed frame 00000001 is 64x46, not 64x48") as e:
-        flicker.measure(original, dreamed)
+        measure(original, dreamed)
     assert "\n" not in str(e.value)
 
 
@@ -101,11 +113,11 @@ def test_no_common_frames_or_pairs(tmp_path):
     clip = panning_clip(4)
     frames = {k + 1: f for k, f in enumerate(clip)}
     with pytest.raises(DreamerError, match="no frame number in common"):
-        flicker.measure(frames, {9: clip[0]})
+        measure(frames, {9: clip[0]})
     with pytest.raises(DreamerError, match="no two consecutive"):
-        flicker.measure(frames, {1: clip[0], 3: clip[2]})
+        measure(frames, {1: clip[0], 3: clip[2]})
     with pytest.raises(DreamerError, match="is not a folder"):
-        flicker.measure(tmp_path / "missing", frames)
+        measure(tmp_path / "missing", frames)
 
 
 def test_table_is_aligned():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dreamer.cli.oneline import OneLineParser, os_error_line, report
 from dreamer.errors import DreamerError
+from dreamer.video.frames import numbered_files
 
 LEGEND = ("grey levels 0-255: residual = the film's own warping error, dreamed = the "
           "dream's, added flicker = dreamed - residual, strength = mean |dream - film|, "
@@ -85,9 +86,7 @@ def _check_plot(path: Path, overwrite: bool) -> None:
 
 def _frames(folder: str, first: int | None, last: int | None, which: str) -> dict:
     """{frame number: file} of a folder's numbered frames within --first/--last."""
-    from dreamer.dream import flicker
-
-    found = flicker._numbered_files(Path(folder))
+    found = numbered_files(folder)
     if not found:
         raise DreamerError(f"{which} folder {folder} holds no numbered frames "
                            "(00000001.png ... or .jpg)")

@@ -27,23 +27,21 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, Union
+from typing import Callable, Mapping, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from dreamer.dream import flow
 from dreamer.errors import DreamerError
-from dreamer.video.frames import FRAME_RE, frame_name, numbered_frames, the_one_type
 
 # Less reliable area than this (in pixels) and a pair says nothing: it is left out.
 MIN_RELIABLE_PIXELS = 1.0
 
 Loader = Callable[[], np.ndarray]
-# A folder of numbered frames, a list of such frame files, or {frame number: an RGB uint8
-# array, a file, or a function returning the array}.
-Frames = Union[str, Path, Sequence[Union[str, Path]],
-               Mapping[int, Union[np.ndarray, str, Path, Loader]]]
+# {frame number: an RGB uint8 array, a file, or a function returning the array}; a folder's
+# frames are dreamer.video.frames.numbered_files(folder).
+Frames = Mapping[int, Union[np.ndarray, str, Path, Loader]]
 
 
 @dataclass
@@ -126,34 +124,15 @@ def _read(path: Path) -> np.ndarray:
         raise DreamerError(f"cannot read frame {path} ({e}); extract it again") from None
 
 
-def _numbered_files(folder: Path) -> dict[int, Path]:
-    if not folder.is_dir():
-        raise DreamerError(f"{folder} is not a folder of frames; give the folder that holds "
-                           "00000001.png ...")
-    found = numbered_frames(folder)
-    image_type = the_one_type(folder, found, "move one kind away")
-    return {k: folder / frame_name(k, image_type) for k in sorted(found[image_type])}
-
-
 def _loaders(frames: Frames) -> dict[int, Loader]:
-    """{frame number: a function that reads it} from any of the forms `Frames` allows."""
-    if isinstance(frames, (str, Path)):
-        return {k: (lambda p=p: _read(p)) for k, p in _numbered_files(Path(frames)).items()}
-    if isinstance(frames, Mapping):
-        def loader(v):
-            if isinstance(v, np.ndarray):
-                return lambda: v
-            if isinstance(v, (str, Path)):
-                return lambda: _read(Path(v))
-            return v
-        return {int(k): loader(v) for k, v in frames.items()}
-    loaders = {}
-    for p in map(Path, frames):
-        m = FRAME_RE.match(p.name)
-        if not m:
-            raise DreamerError(f"{p} is not a numbered frame (00000001.png ...)")
-        loaders[int(m.group(1))] = lambda p=p: _read(p)
-    return loaders
+    """{frame number: a function that reads it}."""
+    def loader(v):
+        if isinstance(v, np.ndarray):
+            return lambda: v
+        if isinstance(v, (str, Path)):
+            return lambda: _read(Path(v))
+        return v
+    return {int(k): loader(v) for k, v in frames.items()}
 
 
 def _checked(frame: np.ndarray, k: int, which: str, size: tuple[int, int] | None):

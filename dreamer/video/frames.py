@@ -56,6 +56,28 @@ def numbered_frames(folder: Path) -> dict[str, set[int]]:
     return found
 
 
+def numbered_files(folder: str | Path) -> dict[int, Path]:
+    """{frame number: file} of a folder's numbered frames, of its one image type."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DreamerError(f"{folder} is not a folder of frames; give the folder that holds "
+                           "00000001.png ...")
+    found = numbered_frames(folder)
+    image_type = the_one_type(folder, found, "move one kind away")
+    return {k: folder / frame_name(k, image_type) for k in sorted(found[image_type])}
+
+
+def numbered_paths(paths) -> dict[int, Path]:
+    """{frame number: file} of a list of numbered frame files."""
+    out = {}
+    for p in map(Path, paths):
+        m = FRAME_RE.match(p.name)
+        if not m:
+            raise DreamerError(f"{p} is not a numbered frame (00000001.png ...)")
+        out[int(m.group(1))] = p
+    return out
+
+
 def the_one_type(folder: Path, found: dict[str, set[int]], how_to_choose: str) -> str:
     """The image type `folder` holds frames of (png when none), from numbered_frames;
     a mix is refused, saying `how_to_choose` (each command has its own way)."""
