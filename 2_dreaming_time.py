@@ -11,7 +11,7 @@ import sys
 
 
 def _interrupted(signum, frame):
-    # dreamer.cli.oneline.exit_at_once's twin, in place before dreamer itself is read:
+    # dreamer.cli.signals.exit_at_once's twin, in place before dreamer itself is read:
     # in a fresh clone compiling even the light modules takes a moment
     os.write(2, b"\nerror: interrupted\n")
     os._exit(130)
@@ -19,11 +19,8 @@ def _interrupted(signum, frame):
 
 if __name__ == "__main__":
     # Before any other import: Ctrl-C while PyTorch loads (seconds) gives one line, not a
-    # traceback. dreamer.cli.oneline is light; dream_cli's main takes over once torch is in.
+    # traceback; dreamer.cli.dream's main takes over from there.
     signal.signal(signal.SIGINT, _interrupted)
-    from dreamer.cli.oneline import interrupts_exit_at_once
-
-    interrupts_exit_at_once()
-    from dreamer.cli.dream import main
+    from dreamer.cli.dream import main  # (main keeps Ctrl-C at one line while torch loads)
 
     sys.exit(main(prog="2_dreaming_time.py"))

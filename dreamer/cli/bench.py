@@ -35,7 +35,8 @@ from dreamer.caffe.layers import LRN, Convolution, InnerProduct, Pooling
 from dreamer.caffe.net import CaffeNet, load_net
 from dreamer.run.device import CompiledNet, pick_device
 from dreamer.errors import DreamerError
-from dreamer.cli.oneline import OneLineParser, report
+from dreamer.cli import signals
+from dreamer.cli.oneline import OneLineParser
 from dreamer.dream.render import deepdream
 
 MEAN = (104.0, 116.0, 122.0)
@@ -315,10 +316,7 @@ def make_runner(net: CaffeNet, args):
 
 def main(argv=None, prog: str | None = None) -> int:
     args = parse_args(argv, prog)
-    try:
-        return run_memory_child(args) if args.memory_child else run(args)
-    except DreamerError as e:
-        return report(e)
+    return signals.run(lambda: run_memory_child(args) if args.memory_child else run(args))
 
 
 def _setup(args: argparse.Namespace):

@@ -20,7 +20,8 @@ from dreamer.caffe import models
 from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
 from dreamer.video.frames import write_image
-from dreamer.cli.oneline import OneLineParser, report
+from dreamer.cli.oneline import OneLineParser
+from dreamer.cli.signals import run
 
 PHOTO = ("mpl-data", "sample_data", "grace_hopper.jpg")
 PHOTO_INSTALL = ".venv/bin/pip install --no-deps matplotlib==3.11.2"
@@ -110,10 +111,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     p.add_argument("--fps", type=int, default=12, help="clip frame rate (default: 12)")
     p.add_argument("--size", default="384x288", help="clip size WxH (default: 384x288)")
     args = p.parse_args(argv)
-    try:
-        return _run(args)
-    except DreamerError as e:
-        return report(e)
+    return run(lambda: _run(args), again="run the same command again: it re-uses what is done")
 
 
 def _run(args: argparse.Namespace) -> int:

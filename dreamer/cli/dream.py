@@ -5,13 +5,12 @@ Parsing only; the work is dreamer.run.sequence.dream_sequence.
 from __future__ import annotations
 
 import argparse
-import importlib
-import signal
 import sys
 
+from dreamer.cli.oneline import OneLineParser
+from dreamer.cli.signals import run, starting
 from dreamer.config import GROUPS, DreamConfig, Setting, default, settings
-from dreamer.errors import DreamerError, Interrupted
-from dreamer.cli.oneline import OneLineParser, interrupts_exit_at_once, os_error_line, report
+from dreamer.errors import DreamerError
 
 
 SCHEDULE_HELP = ("Numbers marked * also take a keyframe schedule, FRAME:(VALUE), ...: e.g. "
@@ -92,60 +91,17 @@ def config_from_args(a: argparse.Namespace) -> DreamConfig:
                           for name, v in values.items()})
 
 
-class _Interrupts:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt, which dream_sequence turns into a clean
-    stop with a line on where to resume. Each is noted: a library that catches the
-    KeyboardInterrupt and raises another error still reads as an interruption."""
-
-    def __init__(self):
-        self.seen = False
-
-    def __call__(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    interrupts = _Interrupts()
-    try:
-        interrupts_exit_at_once()  # PyTorch takes seconds to import: see exit_at_once
+    with starting():  # PyTorch takes seconds to import: Ctrl-C meanwhile is one line
         config = config_from_args(parse_args(argv, prog))
-        sequence = importlib.import_module("dreamer.run.sequence")
-        signal.signal(signal.SIGINT, interrupts)
-        signal.signal(signal.SIGTERM, interrupts)
-        return _dream(sequence, config, sys.argv if argv is None else argv)
-    except (KeyboardInterrupt, Exception):
-        if not interrupts.seen:
-            raise
-        # (a run interrupted while dreaming says where it stopped; this is any other
-        # moment, starting up or closing: every frame written is kept either way)
-        print("\nerror: interrupted; run the same command again to finish what is missing",
-              file=sys.stderr)
-        return 130
-    finally:
-        for signum, handler in saved.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+        from dreamer.run.sequence import dream_sequence
+    argv = sys.argv if argv is None else argv
+    return run(lambda: _dream(dream_sequence, config, argv),
+               again="run the same command again to finish what is missing")
 
 
-def _dream(sequence, config: DreamConfig, argv: list[str]) -> int:
-    import torch
-
-    try:
-        result = sequence.dream_sequence(config, argv=argv)
-    except Interrupted as e:
-        print(f"\n{e}", file=sys.stderr)
-        return 130
-    except DreamerError as e:
-        return report(e)
-    except torch.OutOfMemoryError:
-        print("error: out of memory while dreaming; use -p to dream smaller frames, or fewer "
-              "octaves", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
-        return 1
+def _dream(dream_sequence, config: DreamConfig, argv: list[str]) -> int:
+    result = dream_sequence(config, argv=argv)
     if config.verbose >= 1:
         print(f"\nDone: frames {result.frames.first}..{result.frames.last} in {result.output}."
               f"\nParameters for your video description:\n{result.description}")

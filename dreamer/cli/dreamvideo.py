@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import sys
 
-from dreamer.errors import DreamerError
-from dreamer.cli.oneline import interrupts_exit_at_once, report
+from dreamer.cli.signals import finish, run, starting
 
 USAGE = """usage: dreamvideo COMMAND [ARGS...]
 
@@ -39,31 +37,28 @@ STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
 
 def models_main(argv: list[str]) -> int:
+    return run(lambda: _models(argv), again="run the same command again to resume the download")
+
+
+def _models(argv: list[str]) -> int:
     from dreamer.caffe import models
 
     action = argv[0] if argv else "list"
-    try:
-        if action == "list":
-            for info in models.MODELS.values():
-                print(f"{info.name:22s} {info.about}")
-                print(f"{'':22s} weights {info.weights_url} (sha1 {info.weights_sha1})")
-            print(f"models go to {models.download_dir()} ($DREAMER_MODELS overrides)")
+    if action == "list":
+        for info in models.MODELS.values():
+            print(f"{info.name:22s} {info.about}")
+            print(f"{'':22s} weights {info.weights_url} (sha1 {info.weights_sha1})")
+        print(f"models go to {models.download_dir()} ($DREAMER_MODELS overrides)")
+        return 0
+    if action in ("download", "verify") and len(argv) == 2:
+        info = models.get_info(argv[1])
+        if action == "download":
+            folder = models.download(info)
+            print(f"{info.name}: ready in {folder}")
             return 0
-        if action in ("download", "verify") and len(argv) == 2:
-            info = models.get_info(argv[1])
-            if action == "download":
-                folder = models.download(info)
-                print(f"{info.name}: ready in {folder}")
-                return 0
-            ok, text = models.verify(info)
-            print(text, file=sys.stdout if ok else sys.stderr)
-            return 0 if ok else 1
-    except DreamerError as e:
-        return report(e)
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume the download",
-              file=sys.stderr)
-        return 130
+        ok, text = models.verify(info)
+        print(text, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
     print("usage: dreamvideo models list | download NAME | verify NAME "
           f"(models: {', '.join(models.MODELS)})", file=sys.stderr)
     return 2
@@ -72,20 +67,15 @@ def models_main(argv: list[str]) -> int:
 def _load(module: str):
     """Imports a command's module; Ctrl-C meanwhile (PyTorch takes seconds) ends with one
     line, after which the command's own handling applies."""
-    previous = interrupts_exit_at_once()
-    try:
+    with starting():
         return importlib.import_module(module)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(list(sys.argv[1:] if argv is None else argv))
-    except KeyboardInterrupt:  # one a command left to its caller
-        print("\nerror: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # one a command left to its caller
+        return finish(e, "run the same command again")
     except BrokenPipeError:  # `dreamvideo models list | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 141

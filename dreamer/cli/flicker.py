@@ -12,10 +12,10 @@ folder's label appended (flicker.png -> flicker-<label>.png).
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-from dreamer.cli.oneline import OneLineParser, os_error_line, report
+from dreamer.cli import signals
+from dreamer.cli.oneline import OneLineParser
 from dreamer.errors import DreamerError
 from dreamer.video.frames import numbered_files
 
@@ -99,7 +99,7 @@ def _frames(folder: str, first: int | None, last: int | None, which: str) -> dic
     return kept
 
 
-def run(args) -> int:
+def measure(args) -> int:
     from dreamer.dream import flicker
 
     if args.first is not None and args.last is not None and args.first > args.last:
@@ -126,13 +126,4 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = _parser(prog or "dreamvideo flicker").parse_args(argv)
-    try:
-        return run(args)
-    except DreamerError as e:
-        return report(e)
-    except OSError as e:
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nerror: interrupted", file=sys.stderr)
-        return 130
+    return signals.run(lambda: measure(args), again="run the same command again")

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 
-from dreamer.video.assemble import CRF, assemble_video
+from dreamer.cli.oneline import OneLineParser
+from dreamer.cli.signals import run
 from dreamer.errors import DreamerError
+from dreamer.video.assemble import CRF, assemble_video
 from dreamer.video.extract import extract_frames
-from dreamer.video.ffmpeg import FFmpegError
 from dreamer.video.frames import IMAGE_TYPES, frame_name
 from dreamer.video.gif import make_gif
-from dreamer.cli.oneline import OneLineParser, os_error_line, report
 from dreamer.video.tools import TOOLS
 
 COMMANDS = {
@@ -148,40 +146,6 @@ def _print_extracted(record: dict, frames_dir: str) -> None:
           f"{record['width']}x{record['height']} at {record['fps']} fps) to {frames_dir}")
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, unwinding like Ctrl-C through the blocks that stop ffmpeg and remove
-    temporary files."""
-
-
-def _on_signal(signum, _frame):
-    raise _Terminated
-
-
-def _install_signal_handler():
-    """SIGTERM cleans up like Ctrl-C; returns the handler to restore. signal.signal works
-    only in the main thread (a library caller may run main() elsewhere)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _on_signal)
-
-
-def _failure(e: BaseException, verbose: bool) -> int:
-    """Says what went wrong in one line on stderr (stage 2 has said it already) and
-    returns the exit status for it."""
-    if isinstance(e, FFmpegError):
-        if verbose and e.stderr_tail:
-            print(e.stderr_tail, file=sys.stderr)
-        return report(e, 1)
-    if isinstance(e, DreamerError):
-        return report(e)
-    if isinstance(e, KeyboardInterrupt):
-        print("error: interrupted; temporary files were removed, run the command again",
-              file=sys.stderr)
-        return 143 if isinstance(e, _Terminated) else 130
-    print(f"error: {os_error_line(e)}", file=sys.stderr)
-    return 1
-
-
 def _run_command(command: str, parser, args, stage2: list[str]) -> int:
     """Runs one command; any DreamerError becomes one line on stderr and an exit status."""
     handler = logging.StreamHandler(sys.stderr)
@@ -190,16 +154,12 @@ def _run_command(command: str, parser, args, stage2: list[str]) -> int:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if args.verbose else
                   logging.WARNING if args.quiet else logging.INFO)
-    previous = _install_signal_handler()
     try:
-        _dispatch(command, parser, args, stage2)
-    except (DreamerError, KeyboardInterrupt, OSError) as e:
-        return _failure(e, args.verbose)
+        return run(lambda: _dispatch(command, parser, args, stage2) or 0,
+                   again="temporary files were removed, run the command again",
+                   verbose=args.verbose)
     finally:
         root.removeHandler(handler)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
 
 
 def _print_help(name: str) -> None:
