@@ -145,15 +145,15 @@ def test_the_build_names_its_instruction_set(kernels):
 def test_dreamer_native_march_builds_for_that_cpu_under_its_own_name(monkeypatch):
     if native._missing_tool() is not None or platform.machine().lower() != "x86_64":
         pytest.skip("needs an x86-64 C++ compiler to tell the CPUs' instruction sets apart")
-    here = native._module_name()
+    here = native.build_name()
     monkeypatch.setenv(native.MARCH_VARIABLE, "haswell")
     assert "-march=haswell" in native._cflags()
     assert "-mprefer-vector-width=512" not in native._cflags()  # no AVX-512 on a Haswell
-    assert native._module_name() != here
+    assert native.build_name() != here
     monkeypatch.setenv(native.MARCH_VARIABLE, "skylake-avx512")
     assert "-mprefer-vector-width=512" in native._cflags()
     monkeypatch.setenv(native.MARCH_VARIABLE, " ")  # unset, in effect
-    assert native._module_name() == here
+    assert native.build_name() == here
 
 
 def test_a_failed_build_falls_back_with_one_note(monkeypatch, caplog, tmp_path):
@@ -188,7 +188,7 @@ def test_a_lock_left_by_a_killed_build_does_not_hang_the_next(monkeypatch, tmp_p
         return "module"
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    folder = tmp_path / native._module_name()
+    folder = tmp_path / native.build_name()
     folder.mkdir()
     (folder / "lock").write_text("")  # what PyTorch's builder leaves when killed with -9
     monkeypatch.setattr(native, "_built", {})
@@ -203,7 +203,7 @@ def test_a_build_made_before_is_imported_as_is_and_a_cut_off_one_is_rebuilt(
     from torch.utils import cpp_extension
 
     monkeypatch.setattr(cpp_extension, "load", lambda *a, **k: "rebuilt")
-    name, whole = native._module_name(), Path(kernels.__file__).read_bytes()
+    name, whole = native.build_name(), Path(kernels.__file__).read_bytes()
     fingerprint = hashlib.sha1(whole).hexdigest()
     # a whole build, and one cut off by a kill while linking: loading that one could kill
     # the process (SIGBUS), so it must never be loaded

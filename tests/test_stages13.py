@@ -27,7 +27,7 @@ from dreamer.cli import stages
 from dreamer.video import assemble, extract, ffmpeg
 from dreamer.errors import DreamerError
 from dreamer.video.ffmpeg import FFmpegError, VideoInfo
-from dreamer.video.frames import FrameSet
+from dreamer.video.frames import STAGE3, FrameSet, find_frames
 
 REPO = Path(__file__).resolve().parent.parent
 NTSC = Fraction(30000, 1001)
@@ -1023,13 +1023,13 @@ def test_reason_picks_the_line_that_explains():
     assert ffmpeg._reason(tail) == "Error while opening encoder"
 
 
-def test_scan_frames_takes_the_contiguous_run(tmp_path):
+def test_stage_3_takes_the_contiguous_run_of_frames(tmp_path):
     for k in range(101, 251):
         (tmp_path / f"{k:08d}.png").write_bytes(b"")
     (tmp_path / "dream_manifest.json").write_text("{}")
-    frames = assemble.scan_frames(tmp_path)
+    frames = find_frames(tmp_path, None, None, None, STAGE3)
     assert (frames.first, frames.last, frames.image_type) == (101, 250, "png")
-    assert assemble.scan_frames(tmp_path, "png", 120, 130).numbers == range(120, 131)
+    assert find_frames(tmp_path, "png", 120, 130, STAGE3).numbers == range(120, 131)
     (tmp_path / "00000200.png").unlink()
     with pytest.raises(DreamerError, match="00000200.png is missing"):
-        assemble.scan_frames(tmp_path)
+        find_frames(tmp_path, None, None, None, STAGE3)

@@ -190,7 +190,7 @@ def _machine() -> str:
     from dreamer.caffe import native
 
     cpu = "".join(c if c.isalnum() else "-" for c in cpu_model()).strip("-")[:60]
-    return f"{native._module_name()}-{cpu}"
+    return f"{native.build_name()}-{cpu}"
 
 
 @functools.cache

@@ -36,6 +36,11 @@ def _opt(msg, field):
     return getattr(msg, field) if msg.HasField(field) else None
 
 
+def kernel_size(p, default=None) -> tuple[int, int] | None:
+    """A convolution_param's kernel as (h, w), however the prototxt spells it."""
+    return _pair(p.kernel_size, _opt(p, "kernel_h"), _opt(p, "kernel_w"), default)
+
+
 def _weights(spec: LayerSpec, index: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Blob `index` of the layer, reshaped to `shape` (V1 files pad shapes to 4-D)."""
     if len(spec.blobs) <= index:
@@ -65,7 +70,7 @@ class Convolution(CaffeLayer):
     def __init__(self, spec: LayerSpec):
         super().__init__(spec)
         p = spec.param("convolution_param")
-        kh, kw = _pair(p.kernel_size, _opt(p, "kernel_h"), _opt(p, "kernel_w"), None)
+        kh, kw = kernel_size(p)
         self.stride = _pair(p.stride, _opt(p, "stride_h"), _opt(p, "stride_w"), (1, 1))
         self.padding = _pair(p.pad, _opt(p, "pad_h"), _opt(p, "pad_w"), (0, 0))
         self.dilation = _pair(p.dilation, None, None, (1, 1))

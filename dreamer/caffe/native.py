@@ -74,7 +74,7 @@ def _build():
     """A finished build if there is one (no compiler needed then), else a new one."""
     from torch.utils import cpp_extension
     try:
-        name = _module_name()
+        name = build_name()
         root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
         folder = Path(root) / name
         module = _import_complete(name, folder / f"{name}.so")
@@ -183,7 +183,7 @@ def _missing_tool() -> str | None:
     return None
 
 
-def _module_name() -> str:
+def build_name() -> str:
     """Names the build by source, flags, CPU, Python and torch version: a cache folder
     shared by machines or versions never loads a build made for another."""
     key = hashlib.sha1()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dreamer.caffe import proto
-from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU, _opt, _pair,
+from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU, kernel_size,
                                   autocast_or_off, build_layer)
 from dreamer.caffe.spec import LayerSpec, NetSpec, net_spec
 from dreamer.errors import DreamerError
@@ -138,7 +138,8 @@ class CaffeNet(nn.Module):
 
 
 def _meta_copy(layer: nn.Module) -> nn.Module:
-    """The layer with its buffers as shape-only meta tensors (no memory, no arithmetic)."""
+    """The layer with its buffers as shape-only meta tensors (no memory, no arithmetic);
+    a shallow copy, so the net's own layer keeps its weights (`to` would move them)."""
     clone = copy.copy(layer)
     clone._buffers = {k: (v.to("meta") if v is not None else None)
                       for k, v in layer._buffers.items()}
@@ -205,7 +206,7 @@ def _needed_weights(spec: LayerSpec, bottom: torch.Tensor):
     """(shape, how it follows) of the weights `spec` needs on `bottom`, or (None, "")."""
     if spec.type == "Convolution":
         p = spec.param("convolution_param")
-        kh, kw = _pair(p.kernel_size, _opt(p, "kernel_h"), _opt(p, "kernel_w"), (0, 0))
+        kh, kw = kernel_size(p, (0, 0))
         groups = max(1, p.group)
         why = (f"num_output {p.num_output}, {bottom.shape[1]} input channels"
                + (f" in {groups} groups" if groups > 1 else "") + f", {kh}x{kw} kernel")

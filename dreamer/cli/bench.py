@@ -69,7 +69,8 @@ def reference_net(prototxt: Path, caffemodel: Path, device: torch.device) -> Caf
             layer.native = False
         if isinstance(layer, (Convolution, InnerProduct)):
             for name in ("weight", "bias"):
-                t = layer._buffers.pop(name)
+                t = getattr(layer, name)
+                delattr(layer, name)  # (a buffer: it becomes a parameter)
                 setattr(layer, name, None if t is None else nn.Parameter(t))
         elif isinstance(layer, LRN) and layer.across:
             layer.forward = _builtin_lrn(layer)
@@ -335,7 +336,7 @@ def _as_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
 def run(args: argparse.Namespace) -> int:
     device, prototxt, caffemodel, net = _setup(args)
     p = Params(iter_n=args.iterations, octave_n=args.octaves)
-    check_sizes(net, args.sizes + ([args.memory_size] if args.memory_size else []),
+    check_octaves_fit(net, args.sizes + ([args.memory_size] if args.memory_size else []),
                 args.ends, p)
     runner = make_runner(net, args)
     ref = None if args.no_reference else reference_net(prototxt, caffemodel, device)
@@ -392,7 +393,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_sizes(net: CaffeNet, sizes, ends, p: Params) -> None:
+def check_octaves_fit(net: CaffeNet, sizes, ends, p: Params) -> None:
     """Every size's smallest octave must pass through the net up to every end layer."""
     for w, h in sizes:
         sh, sw = transforms.octave_sizes(h, w, p.octave_n, p.octave_scale)[-1]

@@ -8,7 +8,8 @@ from pathlib import Path
 from dreamer.config import DreamConfig, validate
 from dreamer.errors import DreamerError
 from dreamer.run.sequence import dream_sequence
-from dreamer.video.assemble import assemble_video, check_output, scan_frames
+from dreamer.video.assemble import assemble_video, check_output
+from dreamer.video.frames import STAGE3, find_frames
 from dreamer.video.extract import extract_frames, read_record
 from dreamer.video.tools import same_file
 
@@ -23,7 +24,7 @@ def _reusable_record(frames_dir: Path, video: Path, image_type: str) -> dict | N
             and record.get("image_type") == image_type):
         return None
     try:
-        scan_frames(frames_dir, image_type, 1, record["frame_count"])
+        find_frames(frames_dir, image_type, 1, record["frame_count"], STAGE3)
     except DreamerError:
         return None
     return record

@@ -23,7 +23,7 @@ from dreamer.run.guide_source import guide_images
 from dreamer.run.manifest import model_record
 from dreamer.run.progress import Progress
 from dreamer.values.tile import parse_tile
-from dreamer.video.frames import FrameSet, check_sizes, find_frames, prepare_output, preview_size
+from dreamer.video.frames import FrameSet, common_size, find_frames, prepare_output, preview_size
 
 
 def check_config(config: DreamConfig) -> None:
@@ -74,7 +74,7 @@ def prepare(config: DreamConfig) -> Prepared:
     validate(config, frames.first, frames.last)
     output = prepare_output(config.output, frames.folder)
     resume.remove_stale_temps(output)
-    width, height = check_sizes(frames)
+    width, height = common_size(frames)
     size = preview_size(width, height, config.preview)
     device = pick_device(config.gpu)
     threads.configure(device, config.precision, deterministic=config.deterministic)

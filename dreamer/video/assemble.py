@@ -22,11 +22,11 @@ from dreamer.video.extract import find_record
 from dreamer.video.ffmpeg import VideoInfo
 from dreamer.video.frames import (
     FILE_MODE,
+    STAGE3,
     FrameSet,
-    check_sizes,
+    common_size,
+    find_frames,
     frame_name,
-    numbered_frames,
-    the_one_type,
 )
 from dreamer.video.tools import check_image_type, image2_pattern, same_file, tool_exe
 
@@ -43,43 +43,6 @@ AUDIO_BITRATE = "192k"
 
 
 # --- the frames -----------------------------------------------------------------------
-
-def scan_frames(folder: str | Path, image_type: str | None = None, first: int | None = None,
-                last: int | None = None) -> FrameSet:
-    """The contiguous run of frames in `folder` (e.g. 101..250 after `-sf 101 -ef 250`),
-    checked to have no gap; `first`/`last` narrow it."""
-    check_image_type(image_type)
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DreamerError(f"frames folder {folder} does not exist; run stages 1 and 2 "
-                           "first, or check the path")
-    found = numbered_frames(folder)
-    if image_type is None:
-        image_type = the_one_type(folder, found, "name the type to use (png or jpg) or move "
-                                  "one set away")
-    numbers = found[image_type]
-    if not numbers:
-        raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; run "
-                           "stages 1 and 2 first, or check the folder and the image type")
-    lo, hi = _gapless_range(folder, image_type, numbers, first, last)
-    return FrameSet(folder, image_type, lo, hi)
-
-
-def _gapless_range(folder: Path, image_type: str, numbers: set[int], first: int | None,
-                   last: int | None) -> tuple[int, int]:
-    """[first, last], defaulting to the ends of what is there; a gap would put the sound
-    out of sync from the gap on, so it is refused."""
-    lo = min(numbers) if first is None else first
-    hi = max(numbers) if last is None else last
-    if lo < 1 or lo > hi:
-        raise DreamerError(f"bad frame range {lo}..{hi}; frames are numbered from 1")
-    missing = [k for k in range(lo, hi + 1) if k not in numbers]
-    if missing:
-        raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "
-                           f"{folder} ({len(missing)} missing in {lo}..{hi}); dream the "
-                           "missing frames or move the stray ones away")
-    return lo, hi
-
 
 # The bytes every complete file of a type ends with: PNG's IEND chunk, JPEG's EOI marker.
 _ENDINGS = {"png": b"\x00\x00\x00\x00IEND\xaeB`\x82", "jpg": b"\xff\xd9"}
@@ -412,12 +375,12 @@ def assemble_video(frames_dir: str | Path, original: str | Path, image_type: str
         raise DreamerError(f"bad --crf {crf}; x264 takes 0 (lossless) to 51, 18 is a good "
                            "default")
     frames_dir, original = Path(frames_dir), Path(original)
-    frames = scan_frames(frames_dir, image_type, first, last)
+    frames = find_frames(frames_dir, image_type, first, last, STAGE3)
     out_path = Path(output) if output else default_output(frames_dir, "_done.mp4")
     check_output(out_path, overwrite, protect=(original,))
     exe = tool_exe(tool, 3)
     info = ffmpeg.probe(original)
-    size = check_sizes(frames)
+    size = common_size(frames)
     check_frames_complete(frames)
     fps, video_start = _rate_and_start(frames_dir, original, info)
     count = frames.last - frames.first + 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from dreamer.video import ffmpeg
 from dreamer.errors import DreamerError
 from dreamer.video.ffmpeg import VideoInfo
-from dreamer.video.frames import FRAME_RE, FrameSet, check_sizes, frame_name
+from dreamer.video.frames import FRAME_RE, FrameSet, common_size, frame_name
 from dreamer.video.tools import check_image_type, image2_pattern, same_file, tool_exe
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def _extract_into(work: Path, exe: str, video: Path, info: VideoInfo, image_type
     count = _written_frames(work, image_type)
     if tool != "mplayer":
         _check_count(exe, video, info, count)
-    size = check_sizes(FrameSet(work, image_type, 1, count))
+    size = common_size(FrameSet(work, image_type, 1, count))
     record = _record(info, image_type, count, size, tool)
     (work / RECORD_NAME).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return record

@@ -87,30 +87,53 @@ def the_one_type(folder: Path, found: dict[str, set[int]], how_to_choose: str) -
     return present[0] if present else "png"
 
 
+@dataclass(frozen=True)
+class Advice:
+    """What a refusal to read a frames folder tells the user, in the words of the stage
+    that reads it."""
+    folder: str      # what the folder is to that stage
+    no_folder: str   # what to do when it does not exist
+    two_types: str   # how to choose between png and jpg frames
+    no_frames: str   # what to do when it holds none
+    gap: str         # what to do about a frame missing in the range
+
+
+# Stage 2 reads the frames stage 1 wrote; stage 3 (and the GIF) those stage 2 dreamed.
+STAGE2 = Advice("input folder", "extract frames into it with ./1_movie2frames.sh first",
+                "choose one with -it png or -it jpg",
+                "extract them with ./1_movie2frames.sh or check -i and -it",
+                "re-extract the frames or choose a range with -sf/-ef")
+STAGE3 = Advice("frames folder", "run stages 1 and 2 first, or check the path",
+                "name the type to use (png or jpg) or move one set away",
+                "run stages 1 and 2 first, or check the folder and the image type",
+                "dream the missing frames or move the stray ones away")
+
+
 def find_frames(folder: str | Path, image_type: str | None, start: int | None,
-                end: int | None) -> FrameSet:
-    """The contiguous range [start, end] of frames in `folder`, checked to all be there."""
+                end: int | None, advice: Advice = STAGE2) -> FrameSet:
+    """The contiguous range [start, end] of frames in `folder` (default: all there),
+    checked to all be there: a gap would skip part of the film, and put the sound out of
+    sync from the gap on."""
     folder = Path(folder)
+    if image_type is not None and image_type not in IMAGE_TYPES:
+        raise DreamerError(f"unknown image type '{image_type}'; use png or jpg")
     if not folder.is_dir():
-        raise DreamerError(f"input folder {folder} does not exist; extract frames into it "
-                           "with ./1_movie2frames.sh first")
+        raise DreamerError(f"{advice.folder} {folder} does not exist; {advice.no_folder}")
     found = numbered_frames(folder)
     if image_type is None:
-        image_type = the_one_type(folder, found, "choose one with -it png or -it jpg")
-    if image_type not in IMAGE_TYPES:
-        raise DreamerError(f"unknown image type '{image_type}'; use -it png or -it jpg")
+        image_type = the_one_type(folder, found, advice.two_types)
     numbers = found[image_type]
     if not numbers:
-        raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; extract "
-                           "them with ./1_movie2frames.sh or check -i and -it")
-    first, last = choose_range(numbers, start, end, image_type, folder)
+        raise DreamerError(f"no frames named like 00000001.{image_type} in {folder}; "
+                           f"{advice.no_frames}")
+    first, last = choose_range(numbers, start, end, image_type, folder, advice.gap)
     return FrameSet(folder, image_type, first, last)
 
 
 def choose_range(numbers: set[int], start: int | None, end: int | None, image_type: str,
-                 folder: Path | str = ".") -> tuple[int, int]:
+                 folder: Path | str = ".", gap: str = STAGE2.gap) -> tuple[int, int]:
     """[start, end] defaulting to the first and last frame there; every frame in between
-    must be there (a gap would silently skip part of the film)."""
+    must be there (`gap`: what to do when one is not)."""
     first = min(numbers) if start is None else start
     last = max(numbers) if end is None else end
     if first < 1:
@@ -127,12 +150,11 @@ def choose_range(numbers: set[int], start: int | None, end: int | None, image_ty
     missing = [k for k in range(first, last + 1) if k not in numbers]
     if missing:
         raise DreamerError(f"frame {frame_name(missing[0], image_type)} is missing from "
-                           f"{folder} ({len(missing)} missing in {first}..{last}); "
-                           "re-extract the frames or choose a range with -sf/-ef")
+                           f"{folder} ({len(missing)} missing in {first}..{last}); {gap}")
     return first, last
 
 
-def check_sizes(frames: FrameSet) -> tuple[int, int]:
+def common_size(frames: FrameSet) -> tuple[int, int]:
     """(width, height) shared by all frames, read from the headers only."""
     sizes: dict[tuple[int, int], int] = {}
     for k in frames.numbers:

@@ -13,11 +13,10 @@ from dreamer.video.assemble import (
     private_temp_dir,
     publish,
     remove_stale,
-    scan_frames,
 )
 from dreamer.errors import DreamerError
 from dreamer.video.extract import find_record
-from dreamer.video.frames import FrameSet
+from dreamer.video.frames import STAGE3, FrameSet, find_frames
 
 GIF_MAX_FPS = 50    # GIF delays are centiseconds and browsers slow anything under 2
 
@@ -79,7 +78,7 @@ def make_gif(frames_dir: str | Path, output: str | Path | None = None,
     """A looping GIF of the frames with a palette made for them (palettegen/paletteuse),
     at the source's rate (at most 50 fps, which GIF timing allows)."""
     frames_dir = Path(frames_dir)
-    frames = scan_frames(frames_dir, image_type)
+    frames = find_frames(frames_dir, image_type, None, None, STAGE3)
     out_path = Path(output) if output else default_output(frames_dir, ".gif")
     check_output(out_path, overwrite)
     if width is not None and width < 2:
