@@ -56,6 +56,9 @@ class Setting:
     kind: type = str                 # int, float, str or bool (an on/off flag)
     schedule: bool = False           # takes a keyframe schedule: marked * in the help
     keyed: bool = False              # changes pixels: part of the run's key
+    # False for a keyed setting added later: at its default it stays out of the key, so
+    # runs made before it existed keep their keys (and resume)
+    keyed_at_default: bool = True
     needs: str | None = None         # a field of NEEDS that must hold for it to apply
     low: float | None = None         # bounds of the value (of every frame's, if scheduled)
     high: float | None = None
@@ -256,6 +259,12 @@ class DreamConfig:
         needs="flow",
         help="with --flow: carry the whole dream (default) or only what it added to the "
              "previous frame")
+    scene_cut: float | str = setting(
+        0.25, "--scene-cut", group="film", kind=float, schedule=True, keyed=True,
+        keyed_at_default=False, needs="flow", low=0, high=1, metavar="F",
+        help="with --flow: start a frame afresh from its raw frame when less than this share "
+             "of it moves reliably from the frame before (a scene cut); 0 never, 1 always "
+             "(default %(default)s)")
     workers: int = setting(
         1, "--workers", group="workers", kind=int, low=1, metavar="N",
         help="dream N pieces of the range at once on Ray workers (local, or the cluster at "

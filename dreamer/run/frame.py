@@ -148,7 +148,7 @@ class FrameDreamer:
         if self.raw_prev is None and config.flow_carry == "residual":  # a range's first
             self.raw_prev = to_tensor(read_frame(run.frames.path(k - 1), run.size), run.device)
         return carry(state, raw, self.raw_prev, self.flows.flows(k), values.flow_blend,
-                     values.zoom, config.flow_carry)
+                     values.zoom, config.flow_carry, values.scene_cut)
 
     def _read(self, k: int) -> np.ndarray:
         """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""

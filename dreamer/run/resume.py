@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dreamer.config import applies, keyed
+from dreamer.config import applies, default, keyed
 from dreamer.dream import schedule
 from dreamer.values.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
@@ -33,10 +33,12 @@ def dream_params(config, model: dict, guide: str | None, image_type: str,
     when on, so runs without them keep the keys they always had."""
     schedules = schedules or schedule.Schedules(config)
     params = {}
-    for name in keyed():
+    for name, setting in keyed().items():
         value = getattr(config, name)
         if name in _DERIVED or not applies(config, name) or value is False:
             continue  # (an on/off setting is keyed only when on)
+        if not setting.keyed_at_default and value == default(name):
+            continue
         if name in schedules.numbers:
             value = _number(schedules.numbers[name])
         params[name] = list(value) if isinstance(value, tuple) else value
