@@ -101,10 +101,10 @@ def test_a_build_for_another_instruction_set_matches_float64(kernels, march, isa
     if not _x86_with(*cpu_flags):
         pytest.skip(f"-march={march} needs an x86-64 CPU with {cpu_flags}")
     script = ("import json; from dreamer.caffe import native; "
-              "from tests.test_winograd import RAGGED, _errors; "
+              "from tests.caffe.test_winograd import RAGGED, _errors; "
               "print(json.dumps([native.variant(), [_errors(*case) for case in RAGGED]]))")
     env = {**os.environ, native.MARCH_VARIABLE: march, "DREAMER_NATIVE": "1"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[1],
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2],
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     variant, errors = json.loads(done.stdout.strip().splitlines()[-1])

@@ -29,7 +29,7 @@ from dreamer.errors import DreamerError
 from dreamer.video.ffmpeg import FFmpegError, VideoInfo
 from dreamer.video.frames import STAGE3, FrameSet, find_frames
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NTSC = Fraction(30000, 1001)
 RATE = 48000     # sample rate of every test tone
 
