@@ -41,8 +41,8 @@ def strip(folder: Path, out: Path) -> None:
     sheet.save(out, quality=85)
 
 
-# The README's scheduled run: the flags as a user types them (README.md, "Parameters that
-# change over the film").
+# The scheduled run of docs/schedules.md: the flags as a user types them (its picture,
+# images/schedules.jpg).
 SCHEDULED = dict(zoom="1:(1.0), 30:(1.03), 60:(1.0) @cubic", blend="1:(0.6), 30:(0.2), 60:(0.6)",
                  layers=("1:(inception_4c/output), 31:(inception_4e/output)",))
 SCHEDULED_SHOWN = (1, 15, 30, 45, 60)

@@ -77,7 +77,7 @@ def settle(dreamed: torch.Tensor, carried: Carried, smooth: float) -> torch.Tens
     along the flow, where the flow is reliable: an average along the motion, which keeps
     what the dream re-invents each frame (another layer, another jitter) from flickering,
     while what persists keeps its strength. Measured with the original's published
-    parameters (README): added flicker 7.45 -> 1.95 grey levels on the demo clip, 8.51 ->
+    parameters (docs/flow.md): added flicker 7.45 -> 1.95 grey levels on the demo clip, 8.51 ->
     2.33 on a pan over another photo, at 135 % and 96 % of the strength (--flow-blend 0.9,
     smooth 0.4)."""
     if carried.anchor is None or smooth == 0:

@@ -15,7 +15,7 @@ def pick_device(gpu: int | None) -> torch.device:
                            "or leave --gpu out to run on the CPU")
     if torch.version.cuda is None:
         raise DreamerError(f"--gpu {gpu}: this PyTorch ({torch.__version__}) is built without "
-                           "CUDA; install the CUDA build (see README) or leave --gpu out")
+                           "CUDA; install the CUDA build (see docs/install.md) or leave --gpu out")
     if not torch.cuda.is_available():
         raise DreamerError(f"--gpu {gpu}: no CUDA GPU is available on this machine; leave "
                            "--gpu out to run on the CPU")

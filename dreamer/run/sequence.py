@@ -79,6 +79,7 @@ def _dream(config: DreamConfig, argv: list[str] | None, progress: Progress | Non
         _write(engine, run, manifest, plan, todo, progress)
     finally:
         engine.close()
+        progress.close()  # (so that a message after it starts on a line of its own)
     manifest.finish_run(description)
     return result
 

@@ -18,7 +18,7 @@ rule stays an upper bound on what the piece's input lacks.
 
 The dream itself is chaotic, though: a difference of a fraction of a grey level in its
 input grows into several in its output, as two runs that differ only in float rounding
-show (README), so past a few frames a longer warm-up no longer shrinks the seam. Exact
+show (docs/scale-out.md), so past a few frames a longer warm-up no longer shrinks the seam. Exact
 seams come from frames that keep nothing of the dream before them (b = 1; -b loop has
 one every 10 frames): a piece that starts at one is the uninterrupted run's, bit for bit,
 and the warm-up reaches back up to EXACT_REACH frames further to start there.
@@ -30,7 +30,7 @@ from typing import Callable
 
 FADE = 1 / 255  # the carried dream's weight below which it moves no pixel a grey level
 # The dream is chaotic: a difference far below a grey level in its input grows into one of
-# several grey levels (measured: README), so a seam that fades is never quite gone, while
+# several grey levels (measured: docs/scale-out.md), so a seam that fades is never quite gone, while
 # one that starts at a frame keeping nothing of the dream (b = 1: -b loop, every 10 frames)
 # is exact. Up to this many more warm-up frames are dreamed to start at such a frame.
 EXACT_REACH = 10
