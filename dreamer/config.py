@@ -280,6 +280,13 @@ class DreamConfig:
         help="with --workers: the Ray cluster to run on (default: $RAY_ADDRESS, else a Ray "
              "started on this machine)")
 
+    def __post_init__(self):
+        # a library caller's "inception_4c/output" or list of layers, as the flag gives them
+        layers = self.layers
+        if isinstance(layers, str) or not isinstance(layers, tuple):
+            object.__setattr__(self, "layers", (layers,) if isinstance(layers, str)
+                               else tuple(layers))
+
     @property
     def end_layers(self) -> tuple[str, ...]:
         """`layers` with `customloop` spelled out; of a schedule, every layer it names."""
@@ -350,8 +357,13 @@ def validate(config: DreamConfig, first: int | None = None, last: int | None = N
                                f"{s.flag}")
         if s.choices and value is not None and value not in s.choices:
             raise DreamerError(f"{s.flag} {value}: use " + " or ".join(s.choices))
-        if s.numeric and not s.schedule and value is not None and not s.within(value):
-            raise s.out_of_bounds(value)
+        if s.numeric and value is not None and not (s.schedule and isinstance(value, str)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    s.kind is int and not isinstance(value, int)):
+                raise DreamerError(f"{s.flag or name} {value!r} is not a "
+                                   f"{'whole ' if s.kind is int else ''}number")
+            if not s.schedule and not s.within(value):
+                raise s.out_of_bounds(value)
     if not config.layers:
         raise DreamerError("no layers given; name at least one with -l")
     config.layer_schedule  # parsed: a bad layer schedule is refused here
