@@ -154,8 +154,9 @@ class RayEngine:
     def _kernel_choices(self) -> dict[str, str]:
         """The run's frames' choices over those this machine made for a run in one
         process. A worker has fewer threads, and would time its own: other choices, other
-        float rounding, which the dream's chaos grows into grey levels (docs/scale-out.md). With these
-        a piece dreams the frames one process dreams here, bit for bit."""
+        float rounding, which the dream's chaos grows into grey levels
+        (docs/scale-out.md). With these a piece dreams the frames one process dreams here,
+        bit for bit."""
         from dreamer.caffe import autotune
 
         return {**autotune.cached(), **self.manifest.kernel_choices()}
