@@ -130,7 +130,7 @@ class RayEngine:
             return False
         if j not in self.states:
             frame, why_not = resume.load_state(self.run.output, j, frames.image_type,
-                                               self.run.size)
+                                               self.run.size, self.manifest.frames.get(j))
             if why_not and j == frames.first - 1:
                 progress.info(f"frame {j + 1} starts from the raw frame: {why_not}")
             self.states[j] = frame is not None

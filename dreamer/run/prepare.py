@@ -20,6 +20,7 @@ from dreamer.run.device import pick_device
 from dreamer.run.fit import check_memory, check_octaves, check_tiling
 from dreamer.run.frame import FrameDreamer, OctaveReporter, Setup, guide_of
 from dreamer.run.guide_source import guide_images
+from dreamer.run.lock import OutputLock
 from dreamer.run.manifest import model_record
 from dreamer.run.progress import Progress
 from dreamer.values.tile import parse_tile
@@ -54,6 +55,7 @@ class Prepared:
     guide_images: list[Path] | None
     guide_record: dict | None
     params: dict
+    lock: OutputLock  # held until the run ends: release() it
 
     config = property(lambda self: self.setup.config)
     frames = property(lambda self: self.setup.frames)
@@ -73,6 +75,16 @@ def prepare(config: DreamConfig) -> Prepared:
     frames = find_frames(config.input, config.image_type, config.start_frame, config.end_frame)
     validate(config, frames.first, frames.last)
     output = prepare_output(config.output, frames.folder)
+    lock = OutputLock(output).acquire()  # before anything in it is touched
+    try:
+        return _prepare(config, schedules, frames, output, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _prepare(config: DreamConfig, schedules: schedule.Schedules, frames: FrameSet,
+             output: Path, lock: OutputLock) -> Prepared:
     resume.remove_stale_temps(output)
     width, height = common_size(frames)
     size = preview_size(width, height, config.preview)
@@ -99,7 +111,7 @@ def prepare(config: DreamConfig) -> Prepared:
     params = resume.dream_params(config, model, _guide_key(record), frames.image_type,
                                  schedules)
     setup = Setup(config, frames, size, schedules, mean, device, tile, budget)
-    return Prepared(setup, output, net, model, images, record, params)
+    return Prepared(setup, output, net, model, images, record, params, lock)
 
 
 def _pyramids(config: DreamConfig, schedules: schedule.Schedules,

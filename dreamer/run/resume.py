@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dreamer.config import applies, default, keyed
+from dreamer.run import fingerprint
 from dreamer.dream import schedule
 from dreamer.values.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
@@ -89,6 +90,7 @@ def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int |
                            f" ({len(foreign)} frame(s) in the range) not made by this tool; "
                            "add --overwrite to replace them, or choose another -o")
     done = {k: records[k] for k in on_disk if k in records}
+    _check_made_of(frames, output, done, records, overwrite)
     source = "given"
     if seed is None:
         seeds = {r.get("seed") for r in done.values() if r.get("key") == key}
@@ -109,37 +111,77 @@ def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int |
     return Plan(seed, start, source, done_before, frozenset(same))
 
 
+def _check_made_of(frames: FrameSet, output: Path, done: dict, records: dict,
+                   overwrite: bool) -> None:
+    """Frames on disk are taken as done only when they are what was written, and were
+    dreamed from the input frames there now: stage 1 re-run on another video into the
+    same folder changes them. So does the frame before the range, whose dream the range
+    carries in."""
+    changed = sorted(k for k, r in done.items()
+                     if not fingerprint.matches(r.get("output"), output / frame_name(
+                         k, frames.image_type)))
+    if changed and not overwrite:
+        raise DreamerError(f"{frame_name(changed[0], frames.image_type)} in {output} was "
+                           f"changed since it was dreamed ({len(changed)} frame(s) in the "
+                           "range); add --overwrite to dream them again, or choose another -o")
+    other = sorted(k for k, r in done.items()
+                   if not fingerprint.matches(r.get("input"), frames.path(k)))
+    if other and not overwrite:
+        raise DreamerError(
+            f"frames {other[0]}..{other[-1]} in {output} were dreamed from other input frames "
+            f"than {frames.folder} holds now ({frame_name(other[0], frames.image_type)} "
+            "differs: was stage 1 run on another video?); choose another -o, or add "
+            "--overwrite to dream them again")
+    before = frames.first - 1
+    source = Path(frames.folder) / frame_name(before, frames.image_type)
+    if before in records and source.exists() and not fingerprint.matches(
+            records[before].get("input"), source):
+        raise DreamerError(
+            f"frame {before} in {output}, whose dream frame {frames.first} carries in, was "
+            f"dreamed from another input frame than {source} now; dream from frame "
+            f"{before} on (-sf {before}) or from the start, or choose another -o")
+
+
 def state_path(output: Path, k: int) -> Path:
     return output / STATE_DIR / f"state_{k:08d}.png"
 
 
-def save_state(output: Path, k: int, png: bytes | None) -> None:
+def save_state(output: Path, k: int, png: bytes | None) -> dict | None:
     """jpg frames are lossy: keep the exact dreamed frame (`png`, its encoded file) for
-    the next frame's blend; None for png frames, which are lossless themselves."""
+    the next frame's blend; None for png frames, which are lossless themselves. Returns
+    the state file's fingerprint."""
     if png is None:
-        return
+        return None
     path = state_path(output, k)
     path.parent.mkdir(exist_ok=True)
     tmp = stage_bytes(png, path)
     try:
+        made = fingerprint.written(tmp, png)
         commit(tmp, path)
     except BaseException:
         discard(tmp)
         raise
+    return made
 
 
 def drop_state(output: Path, k: int) -> None:
     state_path(output, k).unlink(missing_ok=True)
 
 
-def load_state(output: Path, k: int, image_type: str, size: tuple[int, int]):
-    """The dreamed frame k as carried state (uint8 HxWx3), or (None, why not)."""
-    path = output / frame_name(k, image_type) if image_type == "png" else state_path(output, k)
+def load_state(output: Path, k: int, image_type: str, size: tuple[int, int],
+               record: dict | None = None):
+    """The dreamed frame k as carried state (uint8 HxWx3), or (None, why not). `record`:
+    frame k's manifest entry, whose fingerprint the file must match."""
+    png = image_type == "png"
+    path = output / frame_name(k, image_type) if png else state_path(output, k)
     if not path.exists():
         if image_type == "jpg" and (output / frame_name(k, "jpg")).exists():
             return None, (f"{frame_name(k, 'jpg')} has no lossless copy in {STATE_DIR}/ and "
                           "a jpg is never re-read as state")
         return None, None
+    if record is not None and not fingerprint.matches(record.get("output" if png else "state"),
+                                                      path):
+        return None, f"{path.name} was changed or damaged since frame {k} was dreamed"
     frame = read_frame(path)
     if frame.shape[1::-1] != tuple(size):
         return None, (f"dreamed frame {k} is {frame.shape[1]}x{frame.shape[0]}, this run "

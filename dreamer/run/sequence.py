@@ -53,7 +53,15 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
 
 def _dream(config: DreamConfig, argv: list[str] | None, progress: Progress | None):
     engine = engine_for(config)
-    run = engine.prepare()
+    run = engine.prepare()  # (it holds the output folder's lock)
+    try:
+        return _plan_and_dream(engine, run, config, argv, progress)
+    finally:
+        run.lock.release()
+
+
+def _plan_and_dream(engine, run: Prepared, config: DreamConfig, argv: list[str] | None,
+                    progress: Progress | None) -> RunResult:
     frames, output = run.frames, run.output
     manifest = Manifest(output)
     plan = resume.plan_run(manifest, frames, output, run.params, config.seed,

@@ -38,7 +38,7 @@ class SerialEngine:
     def open(self, run: Prepared, manifest, seed: int, progress: Progress) -> None:
         """Loads what the frames need; a refused guide is the only line printed."""
         autotune.adopt(manifest.kernel_choices())
-        self.run = run
+        self.run, self.manifest = run, manifest
         runner = CompiledNet(run.net) if self.config.compile else run.net
         reporter = OctaveReporter(progress, self.config.verbose, run.output / "previews")
         self.dreamer = open_dreamer(run, seed, reporter, runner)
@@ -67,7 +67,7 @@ class SerialEngine:
         if start <= 1:
             return None
         frame, why_not = resume.load_state(run.output, start - 1, run.frames.image_type,
-                                           run.size)
+                                           run.size, self.manifest.frames.get(start - 1))
         if why_not:
             progress.info(f"frame {start} starts from the raw frame: {why_not}")
         return None if frame is None else to_tensor(frame, run.device)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamer.run import resume
+from dreamer.run import fingerprint, resume
 from dreamer.run.manifest import Manifest
 from dreamer.run.progress import Progress
 from dreamer.video.frames import FrameSet, commit, discard, encode_image, frame_name, stage_bytes
@@ -76,6 +76,14 @@ class FrameWriter:
             pass  # a second Ctrl-C: the write still finishes below
         self.pool.shutdown(wait=True)
 
+    def _input(self, k: int) -> dict | None:
+        """What frame k was dreamed from (read again here, beside the next frame's dream:
+        cached by the system, a millisecond)."""
+        try:
+            return fingerprint.of_file(self.frames.path(k))
+        except OSError:
+            return None  # (gone meanwhile: a resume cannot check it, and will not refuse)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True)
 
@@ -88,8 +96,11 @@ class FrameWriter:
             frame = EncodedFrame.of(frame, self.frames.image_type)
         tmp = stage_bytes(frame.data, path)
         try:
-            resume.save_state(self.output, k, frame.state)
-            self.manifest.record_frame(k, key=self.key, seed=self.seed, **info)
+            made = {"input": self._input(k), "output": fingerprint.written(tmp, frame.data)}
+            state = resume.save_state(self.output, k, frame.state)
+            if state is not None:
+                made["state"] = state
+            self.manifest.record_frame(k, key=self.key, seed=self.seed, **info, **made)
             commit(tmp, path)
         except BaseException:
             discard(tmp)
