@@ -216,13 +216,36 @@ def _check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise DreamerError(f"Ray address {address} is not HOST:PORT (e.g. 10.0.0.5:6379, as "
                            "'ray start --head' prints it); fix RAY_ADDRESS or --address")
+    fix = ("start one with 'ray start --head' and give the address it prints (RAY_ADDRESS "
+           "or --address), or unset RAY_ADDRESS to run on this machine")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host.strip("[]"), int(port)),
+                                      timeout=CONNECT_TIMEOUT) as conn:
+            speaks_grpc = _answers_http2(conn)
     except OSError as e:
-        raise DreamerError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); "
-                           "start one with 'ray start --head' and give the address it prints "
-                           "(RAY_ADDRESS or --address), or unset RAY_ADDRESS to run on this "
-                           "machine") from None
+        raise DreamerError(f"cannot reach a Ray cluster at {address} "
+                           f"({getattr(e, 'strerror', None) or e or 'no answer'}); {fix}") from None
+    if not speaks_grpc:
+        raise DreamerError(f"{address} answers, but not as a Ray cluster does (something else "
+                           f"listens there); {fix}")
+
+
+# HTTP/2's opening (RFC 9113, 3.4) and an empty SETTINGS frame: a Ray cluster's address is
+# a gRPC server, which answers with a SETTINGS frame of its own (frame type 4); an HTTP/1
+# server, a database or a silent port does not, and Ray would wait on it for minutes.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(conn: socket.socket) -> bool:
+    conn.settimeout(CONNECT_TIMEOUT)
+    conn.sendall(_HTTP2_HELLO)
+    head = b""
+    while len(head) < 9:
+        chunk = conn.recv(9 - len(head))
+        if not chunk:
+            return False
+        head += chunk
+    return head[3] == 4
 
 
 def _first_line(e: BaseException) -> str:

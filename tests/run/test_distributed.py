@@ -18,6 +18,7 @@ from conftest import ROOT, run_dream, write_frames
 from dreamer.config import DreamConfig, validate
 from dreamer.dream.schedule import Schedules
 from dreamer.errors import DreamerError
+from dreamer.run import distributed
 from dreamer.run.manifest import Manifest
 from dreamer.run.sequence import engine_for
 from dreamer.run.serial import SerialEngine
@@ -362,3 +363,41 @@ def test_more_workers_than_the_cluster_has_cpus_is_the_only_line(tiny_model, tmp
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert f"needs {cpus + 6} CPUs" in r.stderr and "pieces" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _serve(reply: bytes | None):
+    """A one-connection TCP server on localhost answering `reply` (None: silence)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            if reply is not None:
+                conn.sendall(reply)
+            else:
+                time.sleep(2)
+        server.close()
+    threading.Thread(target=answer, daemon=True).start()
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("reply,message", [
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "answers, but not as a Ray cluster does"),
+    (None, "cannot reach a Ray cluster at .* \\(timed out\\)"),
+])
+def test_an_address_that_is_not_ray_is_refused_at_once(monkeypatch, reply, message):
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT", 0.5)
+    address = _serve(reply)
+    started = time.monotonic()
+    with pytest.raises(DreamerError, match=message):
+        distributed._check_reachable(address)
+    assert time.monotonic() - started < 5  # (not Ray's minutes of retries)
+
+
+def test_a_grpc_server_passes_the_check():
+    # a Ray cluster's first answer (read off a real 'ray start --head'): a SETTINGS frame
+    distributed._check_reachable(_serve(bytes([0, 0, 0x18, 4, 0, 0, 0, 0, 0]) + bytes(24)))
