@@ -99,6 +99,24 @@ def _frames(folder: str, first: int | None, last: int | None, which: str) -> dic
     return kept
 
 
+def notes(original: dict, reports: dict) -> list[str]:
+    """What a reader of the table should know: frames measured on only part of the
+    film, and an added flicker below zero (the dream steadier than the film: a dream of
+    other frames, or a measure over too few)."""
+    out = []
+    for name, r in reports.items():
+        label = f"{name}: " if name else ""
+        if len(r.frames) < len(original):
+            out.append(f"note: {label}only {len(r.frames)} of the {len(original)} original "
+                       "frames have a dreamed frame of the same number; the rest are not "
+                       "measured")
+        if r.added < -0.5:
+            out.append(f"note: {label}the added flicker is below zero: the dreamed frames "
+                       "change less from frame to frame than the film does; are they a "
+                       "dream of these frames?")
+    return out
+
+
 def measure(args) -> int:
     from dreamer.dream import flicker
 
@@ -118,6 +136,8 @@ def measure(args) -> int:
             raise DreamerError(f"{name}: {e}") from None
     print(flicker.table(reports))
     print(LEGEND)
+    for line in notes(original, reports):
+        print(line)
     for path, r in zip(plots, reports.values()):
         flicker.write_plot(r, path)
         print(f"plot written to {path}")
