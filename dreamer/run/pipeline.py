@@ -5,7 +5,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from dreamer.config import DreamConfig, validate
+from dreamer.config import DreamConfig, number_keys, validate
 from dreamer.errors import DreamerError
 from dreamer.run.sequence import dream_sequence
 from dreamer.video.assemble import assemble_video, check_output
@@ -39,6 +39,14 @@ def _stage1(video: Path, frames: Path, image_type: str, tool: str) -> dict:
     return extract_frames(video, frames, image_type, tool)
 
 
+def _check_early(config: DreamConfig) -> None:
+    """A bad setting is refused before stage 1, not after it: before the film's frames
+    are counted, scheduled values are checked up to their last key (or -ef)."""
+    last_key = max(keys.frames[-1] for keys in number_keys(config).values())
+    first = config.start_frame or 1
+    validate(config, first, max(first, config.end_frame or last_key))
+
+
 def run_all(video: str | Path, output: str | Path | None = None,
             config: DreamConfig | None = None, *, workdir: str | Path | None = None,
             image_type: str = "png", overwrite: bool = False, tool: str = "ffmpeg") -> Path:
@@ -53,7 +61,7 @@ def run_all(video: str | Path, output: str | Path | None = None,
     frames, dreamed = workdir / "frames", workdir / "dreamed"
     config = replace(config or DreamConfig(), input=str(frames), output=str(dreamed),
                      image_type=image_type)
-    validate(config)  # a bad setting is refused before stage 1, not after it
+    _check_early(config)
     record = _stage1(video, frames, image_type, tool)
     result = dream_sequence(config)
     if config.verbose >= 1:

@@ -599,6 +599,14 @@ def test_all_in_one_command(ff, clips, tmp_path, tiny_model):
     assert abs(lag) <= 2 and score > 0.99
 
 
+def test_all_in_one_refuses_a_bad_stage_2_setting_before_extracting(clips, tmp_path):
+    from dreamer.cli.stages import main
+
+    code = main(["all", str(clips["cfr"]), "-w", str(tmp_path / "work"), "-o",
+                 str(tmp_path / "dream.mp4"), "--", "-itr", "1:(2), 9:(-3)"])
+    assert code == 2 and not (tmp_path / "work").exists()
+
+
 # --- the sound survives every ffmpeg; what is written is read back --------------------
 
 FFPROBE = shutil.which("ffprobe") or ("/usr/bin/ffprobe" if os.access("/usr/bin/ffprobe",
