@@ -152,23 +152,73 @@ LayerParameter = _CLASSES["LayerParameter"]
 V1LayerParameter = _CLASSES["V1LayerParameter"]
 
 
+# A deploy prototxt is text of some kilobytes (GoogLeNet's: 35 kB); one past this is not
+# one (a caffemodel of 50 MB given as the deploy file, /dev/zero), and is not read whole.
+MAX_PROTOTXT_BYTES = 16 * 1024 * 1024
+_NOT_TEXT = ("perhaps the .caffemodel was given as the deploy file; use the deploy.prototxt "
+             "that came with the model (-t names its folder, --prototxt the file in it)")
+
+
 def read_prototxt(path: Path):
-    """Parses a deploy prototxt; fields this project does not need are skipped."""
+    """Parses a deploy prototxt; fields this project does not need are skipped. A file
+    that is not text (a caffemodel, any binary) is refused in one line naming it."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            data = f.read(MAX_PROTOTXT_BYTES + 1)
     except OSError as e:
         raise DreamerError(f"cannot read model definition {path}: {e.strerror}; "
                            "check the -t/--model_path folder") from None
+    if len(data) > MAX_PROTOTXT_BYTES:
+        raise DreamerError(f"model definition {path} is over {MAX_PROTOTXT_BYTES >> 20} MB, "
+                           f"not a text prototxt; {_NOT_TEXT}")
+    if _binary(data):
+        raise DreamerError(f"model definition {path} is binary data, not a text prototxt; "
+                           f"{_NOT_TEXT}")
     net = NetParameter()
     try:
-        text_format.Parse(text, net, allow_unknown_field=True)
+        # bytes that are not UTF-8 may stand in comments (Caffe skips them): only where the
+        # parse fails are they the reason
+        text_format.Parse(data.decode("utf-8", errors="replace"), net,
+                          allow_unknown_field=True)
     except text_format.ParseError as e:
-        raise DreamerError(f"model definition {path} is not a valid prototxt ({e}); "
-                           "use the deploy.prototxt that came with the model") from None
+        not_utf8 = _not_utf8(data)
+        if not_utf8:
+            raise DreamerError(f"model definition {path} is not a text prototxt ({not_utf8}); "
+                               f"{_NOT_TEXT}") from None
+        raise DreamerError(f"model definition {path} is not a valid prototxt "
+                           f"({_printable(str(e))}); use the deploy.prototxt that came with "
+                           "the model") from None
     if not net.layer and not net.layers:
         raise DreamerError(f"model definition {path} has no layers; "
                            "use the deploy.prototxt that came with the model")
     return net
+
+
+def _binary(data: bytes) -> bool:
+    """Whether bytes are binary rather than text: a NUL, or control characters (other
+    than tab, line and page breaks) in more than 1 % of the first 64 kB."""
+    head = data[:65536]
+    if b"\0" in head:
+        return True
+    controls = sum(head.count(bytes([c])) for c in range(32) if c not in b"\t\n\v\f\r")
+    controls += head.count(b"\x7f")
+    return controls > max(2, len(head) // 100)
+
+
+def _not_utf8(data: bytes) -> str | None:
+    """Where bytes stop being UTF-8 text ("byte 0xff on line 2 is not UTF-8"), or None."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return f"byte 0x{data[e.start]:02x} on line {line} is not UTF-8"
+    return None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A parser's message fit for one line: what is not printable escaped, cut short."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in " ".join(text.split()))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def read_caffemodel(path: Path):

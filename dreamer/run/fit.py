@@ -3,6 +3,8 @@ layer, at every octave (with the -p that would fit when they do not), in tiles w
 asked, and in memory. Each refusal is one line naming the fix."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dreamer.caffe.layers import InnerProduct
@@ -11,6 +13,11 @@ from dreamer.config import DreamConfig
 from dreamer.dream import tiles, transforms
 from dreamer.errors import DreamerError
 from dreamer.video.frames import preview_size
+
+# The widest -p a refusal advises: beyond it no frame could be dreamed anyway, and the
+# advice is fewer octaves or a smaller octave scale instead (-octs 1e300 once advised a
+# 300-digit -p).
+MAX_ADVISED_PREVIEW = 100_000
 
 
 def check_tiling(net: CaffeNet, layers, tile) -> None:
@@ -39,13 +46,17 @@ def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamCon
             raise DreamerError(_fixed_size_line(net, layer, fc, size))
         sides = {name: _least_side(net, name) for name in layers}
         least = _least_preview(net, sides, frame_size or size, config)
-        larger = f"a larger -p (-p {least} or more)" if least else "larger frames"
+        larger = (f"a larger -p (-p {least} or more)" if least else
+                  "larger frames" if least is None else None)
         if _misfit(net, h, w, layer) is None:
+            fix = ("use fewer octaves (-oct) or a smaller octave scale (-octs); no frame is "
+                   f"wide enough for these (it would take -p over {MAX_ADVISED_PREVIEW})"
+                   if larger is None else "use fewer octaves (-oct), a smaller octave scale "
+                   f"(-octs) or {larger}")
             raise DreamerError(
                 f"frames of {w}x{h} are too small for {config.octave_n} octaves at scale "
                 f"{config.octave_scale:g} up to layer {layer} (the smallest octave is "
-                f"{sw}x{sh}); use fewer octaves (-oct), a smaller octave scale (-octs) or "
-                f"{larger}")
+                f"{sw}x{sh}); {fix}")
         raise DreamerError(_too_small_line(sides, size, config, larger))
 
 
@@ -105,28 +116,37 @@ def _least_side(net: CaffeNet, end: str) -> int | None:
 
 def _least_preview(net: CaffeNet, sides: dict, frame_size, config: DreamConfig) -> int | None:
     """The least -p whose every octave passes up to every layer (`sides`: each layer's
-    least side), or None."""
+    least side); None when no size passes; 0 when only a -p over MAX_ADVISED_PREVIEW
+    would (fewer octaves or a smaller scale are the advice then)."""
     if None in sides.values():
         return None
     fw, fh = frame_size
+    # the smallest octave is the frame / scale^(n-1): start a little below that guess,
+    # worked out in logarithms, as the power itself overflows for a huge scale (a scale
+    # under 1 makes no octave smaller than the frame)
+    log_guess = (math.log(max(sides.values())) + (config.octave_n - 1)
+                 * math.log(max(config.octave_scale, 1.0)) + math.log(max(1, fw / fh)))
+    if not log_guess <= math.log(MAX_ADVISED_PREVIEW):   # (NaN too)
+        return 0
 
     def fits(p: int) -> bool:
         pw, ph = preview_size(fw, fh, p)
         sh, sw = transforms.octave_sizes(ph, pw, config.octave_n, config.octave_scale)[-1]
         return all(_misfit(net, sh, sw, layer) is None for layer in sides)
 
-    # the smallest octave is the frame / scale^(n-1): start a little below that guess
-    guess = max(sides.values()) * config.octave_scale ** (config.octave_n - 1) * max(1, fw / fh)
-    p = max(1, int(guess * 0.9))
+    p = max(1, int(math.exp(log_guess) * 0.9))
     for _ in range(200):  # about 2 % a try: up to 50x the guess
+        if p > MAX_ADVISED_PREVIEW:
+            return 0
         if fits(p):
             return p
         p += max(1, p // 50)
     return None
 
 
-def _too_small_line(sides: dict, size, config: DreamConfig, larger: str) -> str:
-    """Frames smaller than the net takes, naming the layer that needs the largest."""
+def _too_small_line(sides: dict, size, config: DreamConfig, larger: str | None) -> str:
+    """Frames smaller than the net takes, naming the layer that needs the largest
+    (`larger`: the -p that would do, None when only one beyond MAX_ADVISED_PREVIEW)."""
     w, h = size
     if None in sides.values():
         layer = next(layer for layer, side in sides.items() if side is None)
@@ -134,6 +154,7 @@ def _too_small_line(sides: dict, size, config: DreamConfig, larger: str) -> str:
                 "size; choose another layer with -l")
     layer = max(sides, key=sides.get)
     now = f" (-p {config.preview})" if config.preview else ""
+    larger = larger or "a larger -p with fewer octaves (-oct) or a smaller octave scale (-octs)"
     return (f"frames of {w}x{h}{now} are too small for the net up to layer {layer}, which "
             f"needs at least {sides[layer]}x{sides[layer]} px; use {larger}")
 

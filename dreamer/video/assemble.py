@@ -317,13 +317,15 @@ def _assemble_mencoder(exe: str, frames: FrameSet, fps: Fraction, size, original
     wav = None
     if plan.mode != "none":
         # mencoder cannot cut to the sample; ffmpeg (always there via imageio-ffmpeg)
-        # cuts the sound exactly into a WAV that mencoder then encodes.
+        # cuts the sound exactly into a WAV that mencoder then encodes. A full disk is
+        # named by the temporary folder's parent (TMPDIR): `tmp` is gone by then.
         wav = tmp / "audio.wav"
         ffmpeg.run(ffmpeg.find_ffmpeg(),
                    audio_input(plan, original) + [
                        "-map", f"0:{plan.index}", "-af", _exact_audio_filter(plan),
                        "-c:a", "pcm_s16le", "-f", "wav", str(wav)],
-                   f"cutting the audio of {original}", folder=tmp)
+                   f"cutting the audio of {original} into a temporary file",
+                   folder=tmp.parent)
     ffmpeg.run_tool(mencoder_cmd(exe, frames, fps, size, frame_list, wav, out),
                     f"encoding {frames.folder} with mencoder", folder=out.parent)
 

@@ -40,7 +40,8 @@ _GENERIC = re.compile(r"Conversion failed|Terminating thread|Task finished|Error
 _PREFIX = re.compile(r"^\[[^\]]*@ ?0x[0-9a-f]+\]\s*")
 # ffmpeg's note that it skipped repeats of the line before: never the explanation.
 _REPEATED = re.compile(r"^Last message repeated \d+ times?$", re.IGNORECASE)
-_NO_SPACE = re.compile(r"No space left on device|ENOSPC|Disk quota exceeded", re.IGNORECASE)
+_NO_SPACE = re.compile(r"No space left on device|\bENOSPC\b|Disk quota exceeded",
+                       re.IGNORECASE)
 
 
 ENV_VAR = "DREAMER_FFMPEG"      # names the ffmpeg to use, ahead of PATH and imageio-ffmpeg
@@ -116,7 +117,7 @@ def _version_text(exe: str) -> str | None:
     """The first line of `exe -version`, or None when it does not run like ffmpeg."""
     try:
         res = subprocess.run([exe, "-version"], stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, errors="replace", timeout=60, **_child_options())
+                             text=True, errors="replace", timeout=60, **child_options())
     except (OSError, subprocess.SubprocessError):
         return None
     first = res.stdout.strip().splitlines()[:1]
@@ -174,11 +175,22 @@ def tool_name(exe: str) -> str:
     return name
 
 
-def _reason(stderr_tail: str, folder: Path | None = None) -> str:
+def full_disk(stderr_text: str, folder: Path | None = None) -> str | None:
+    """What to say when a tool's stderr shows a write that failed for want of space (No
+    space left on device, ENOSPC, a quota): "no space left on the disk of <folder>; free
+    space and run again", naming `folder` (where the output goes); None otherwise."""
+    if not _NO_SPACE.search(stderr_text):
+        return None
+    where = f"the disk of {folder}" if folder is not None else "the output folder's disk"
+    return f"no space left on {where}; free space and run again"
+
+
+def stderr_reason(stderr_tail: str, folder: Path | None = None) -> str:
     """The line of ffmpeg's stderr that says what went wrong, without the [tag @ 0x..];
     a full disk is said plainly, naming `folder` (where the output goes)."""
-    if _NO_SPACE.search(stderr_tail):
-        return f"no space left on device on {folder or 'the output folder'}; free some space"
+    no_space = full_disk(stderr_tail, folder)
+    if no_space:
+        return no_space
     lines = [_PREFIX.sub("", ln).strip() for ln in stderr_tail.splitlines()]
     lines = [ln for ln in lines if ln and not _REPEATED.match(ln)]
     for line in reversed(lines):
@@ -210,7 +222,7 @@ _PR_SET_PDEATHSIG = 1
 _prctl = _load_prctl()
 
 
-def _child_options() -> dict:
+def child_options() -> dict:
     """Popen keywords that tie a child's life to ours where the OS allows it (Linux)."""
     if _prctl is None:
         return {}
@@ -240,7 +252,7 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, **_child_options())
+                                stderr=subprocess.PIPE, **child_options())
     except OSError as e:
         raise DreamerError(f"cannot run {cmd[0]}: {e.strerror}; reinstall it or choose "
                            "another tool") from None
@@ -257,12 +269,16 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
         proc.kill()
         proc.wait()
         raise
+    text = err.decode("utf-8", "replace")
+    tail_text = "\n".join(text.splitlines()[-20:])
+    # A full disk, even where the tool exits 0 regardless (ffmpeg 5.1 does when the
+    # trailer cannot be written): what it wrote is cut short, and reading it back would
+    # only say "Invalid data found".
+    no_space = full_disk(text, folder)
+    if no_space:
+        raise FFmpegError(f"{what} failed: {no_space}", tail_text, proc.returncode)
     if proc.returncode != 0:
-        text = err.decode("utf-8", "replace")
-        tail_text = "\n".join(text.splitlines()[-20:])
-        reason = _reason(tail_text, folder)
-        if _NO_SPACE.search(tail_text):
-            raise FFmpegError(f"{what} failed: {reason}", tail_text, proc.returncode)
+        reason = stderr_reason(tail_text, folder)
         raise FFmpegError(f"{what} failed ({tool_name(cmd[0])}: {reason}); "
                           "run again with -v for the command and its output",
                           tail_text, proc.returncode)
@@ -317,14 +333,14 @@ def _header(exe: str, path: str) -> tuple[str, list[_Stream]]:
     log.debug("running: %s", shlex.join(cmd))
     try:
         res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             errors="replace", timeout=120, **_child_options())
+                             errors="replace", timeout=120, **child_options())
     except (OSError, subprocess.SubprocessError) as e:
         raise DreamerError(f"cannot run {exe}: {e}; reinstall ffmpeg") from None
     text = res.stderr
     m = re.search(r"^Input #0, ([^ ]+), from", text, re.MULTILINE)
     if not m:
-        raise FFmpegError(f"cannot read {path} as a video ({_reason(text)}); check the file "
-                          "name and that it is a video", text[-2000:], res.returncode)
+        raise FFmpegError(f"cannot read {path} as a video ({stderr_reason(text)}); check the "
+                          "file name and that it is a video", text[-2000:], res.returncode)
     streams = [_Stream(int(s[1]), s[2], s[3], s[4]) for s in re.finditer(
         r"^\s*Stream #0:(\d+)\S*: (Video|Audio): (\w+)(.*)$", text, re.MULTILINE)]
     return m[1].rstrip(","), streams

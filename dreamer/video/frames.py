@@ -4,7 +4,10 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import tempfile
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,10 @@ FILE_MODE = 0o666 & ~_umask()
 
 FRAME_RE = re.compile(r"^(\d{8})\.(png|jpg)$")
 IMAGE_TYPES = ("png", "jpg")
+# What a video file is called, for the advice to one given where frames are wanted.
+VIDEO_SUFFIXES = frozenset(
+    ".3g2 .3gp .asf .avi .dv .f4v .flv .gif .m2t .m2ts .m2v .m4v .mj2 .mjpeg .mkv .mov .mp4 "
+    ".mpeg .mpg .mts .mxf .ogg .ogv .qt .rm .rmvb .ts .vob .webm .wmv .y4m".split())
 JPEG_QUALITY = 95
 
 
@@ -96,17 +103,25 @@ class Advice:
     two_types: str   # how to choose between png and jpg frames
     no_frames: str   # what to do when it holds none
     gap: str         # what to do about a frame missing in the range
+    video: str       # what to do when it is a video file ({video}: its name, quoted)
+    file: str        # what to do when it is some other file
 
 
 # Stage 2 reads the frames stage 1 wrote; stage 3 (and the GIF) those stage 2 dreamed.
 STAGE2 = Advice("input folder", "extract frames into it with ./1_movie2frames.sh first",
                 "choose one with -it png or -it jpg",
                 "extract them with ./1_movie2frames.sh or check -i and -it",
-                "re-extract the frames or choose a range with -sf/-ef")
+                "re-extract the frames or choose a range with -sf/-ef",
+                "cut it into frames first (stage 1: ./1_movie2frames.sh ffmpeg {video} frames "
+                "png, then -i frames), or run all three stages with dreamvideo all {video}",
+                "give -i the folder that holds 00000001.png ... (stage 1, "
+                "./1_movie2frames.sh, cuts a video into one)")
 STAGE3 = Advice("frames folder", "run stages 1 and 2 first, or check the path",
                 "name the type to use (png or jpg) or move one set away",
                 "run stages 1 and 2 first, or check the folder and the image type",
-                "dream the missing frames or move the stray ones away")
+                "dream the missing frames or move the stray ones away",
+                "name the folder of dreamed frames first and the original video after it",
+                "name the folder that holds the dreamed frames 00000001.png ...")
 
 
 def find_frames(folder: str | Path, image_type: str | None, start: int | None,
@@ -118,7 +133,7 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
     if image_type is not None and image_type not in IMAGE_TYPES:
         raise DreamerError(f"unknown image type '{image_type}'; use png or jpg")
     if not folder.is_dir():
-        raise DreamerError(f"{advice.folder} {folder} does not exist; {advice.no_folder}")
+        raise DreamerError(_not_a_folder(folder, advice))
     found = numbered_frames(folder)
     if image_type is None:
         image_type = the_one_type(folder, found, advice.two_types)
@@ -128,6 +143,17 @@ def find_frames(folder: str | Path, image_type: str | None, start: int | None,
                            f"{advice.no_frames}")
     first, last = choose_range(numbers, start, end, image_type, folder, advice.gap)
     return FrameSet(folder, image_type, first, last)
+
+
+def _not_a_folder(path: Path, advice: Advice) -> str:
+    """Why `path`, given as a folder of frames, is not one, and what to do instead: a video
+    goes through stage 1 first."""
+    if not path.exists():
+        return f"{advice.folder} {path} does not exist; {advice.no_folder}"
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        fix = advice.video.format(video=shlex.quote(str(path)))
+        return f"{path} is a video file, not a folder of frames; {fix}"
+    return f"{path} is a file, not a folder of frames; {advice.file}"
 
 
 def choose_range(numbers: set[int], start: int | None, end: int | None, image_type: str,
@@ -155,14 +181,16 @@ def choose_range(numbers: set[int], start: int | None, end: int | None, image_ty
 
 
 def common_size(frames: FrameSet) -> tuple[int, int]:
-    """(width, height) shared by all frames, read from the headers only."""
+    """(width, height) shared by all frames, read from the headers only; the first frame is
+    also decoded in full, so that a run whose first frame cannot be read is refused before
+    it writes anything (a manifest of a run that never dreamed a frame)."""
     sizes: dict[tuple[int, int], int] = {}
     for k in frames.numbers:
         path = frames.path(k)
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 size = img.size
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, ValueError) as e:
             raise DreamerError(f"cannot read frame {path}: {_reason(e)}; re-extract the "
                                "frames") from None
         if sizes and size not in sizes:
@@ -172,6 +200,7 @@ def common_size(frames: FrameSet) -> tuple[int, int]:
                                "(re-extract them, or use -p to resize)")
         sizes[size] = k
     (size,) = sizes
+    read_frame(frames.path(frames.first))
     return size
 
 
@@ -187,17 +216,86 @@ def preview_size(width: int, height: int, preview: int) -> tuple[int, int]:
     return preview, new_h
 
 
+# open_image's lock: catch_warnings changes the process's warning filters, so the threads
+# that read frames (the next frame, the flow's) take turns at it.
+_OPENING = threading.Lock()
+
+
+def open_image(path: Path) -> Image.Image:
+    """Image.open (the header only), Pillow's decompression-bomb check made one line: an
+    image Pillow refuses (a header claiming more than 2 x Image.MAX_IMAGE_PIXELS pixels,
+    e.g. 100000x100000) is a DreamerError; one it would only warn about (up to that, where
+    a real 16K frame is) opens without the warning."""
+    with _OPENING, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except Image.DecompressionBombError as e:
+            raise DreamerError(f"image {path} claims to be too large to read ({_reason(e)}); "
+                               "it is damaged or not a real image: replace it") from None
+
+
 def read_frame(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An RGB uint8 HxWx3 array, resized (Lanczos) to `size` when given."""
+    """An RGB uint8 HxWx3 array, resized (Lanczos) to `size` when given; see rgb8 for
+    what each kind of image becomes."""
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if size is not None and img.size != tuple(size):
-                img = img.resize(tuple(size), Image.LANCZOS)
-            return np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+        with open_image(path) as img:
+            rgb = rgb8(img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DreamerError(f"cannot read image {path}: {_reason(e)}; replace the file or "
                            "re-extract the frames") from None
+    if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+        rgb = np.array(Image.fromarray(rgb).resize(tuple(size), Image.LANCZOS))
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def rgb8(img: Image.Image) -> np.ndarray:
+    """An opened image's pixels as RGB uint8 (H, W, 3), every kind to its true 8-bit value:
+    16-bit samples (grey I;16/I;16B/I, 16-bit RGB and RGBA PNGs) scaled by 1/257 and
+    rounded, grey repeated into R, G and B, palettes looked up, CMYK converted as Pillow
+    does; alpha is dropped (as ffmpeg drops it when it encodes such frames), and float
+    images (F) are taken as 0..255 (as Pillow takes them), rounded. Pillow's own
+    convert("RGB") makes 16-bit grey white and keeps only the high bytes of 16-bit colour,
+    so those are decoded here."""
+    mode = img.mode
+    if img.format == "PNG" and ";16" in _rawmode(img) and not mode.startswith("I"):
+        return _png16_colour(img)
+    if mode.startswith("I;16") or mode == "I":
+        sixteen = np.asarray(img)
+        if sixteen.dtype.itemsize > 2:   # I: 32-bit, held to the 16 bits it stands for
+            sixteen = np.clip(sixteen, 0, 65535)
+        return np.repeat(_to8(sixteen)[..., None], 3, axis=2)
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0)
+        grey = np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)   # halves up
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.array(img.convert("RGB"), dtype=np.uint8)   # (a copy: Pillow's is read-only)
+
+
+def _to8(sixteen: np.ndarray) -> np.ndarray:
+    """16-bit samples (0..65535) to 8-bit, v / 257 rounded (257 is odd: no ties)."""
+    return ((sixteen.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _rawmode(img: Image.Image) -> str:
+    """How the file stores its pixels, as Pillow's decoder names it (`RGB;16B`)."""
+    tile = img.tile[0] if img.tile else None
+    args = getattr(tile, "args", None)
+    return args if isinstance(args, str) else ""
+
+
+def _png16_colour(img: Image.Image) -> np.ndarray:
+    """A 16-bit colour (or grey and alpha) PNG, in full: OpenCV decodes all 16 bits."""
+    import cv2
+
+    img.fp.seek(0)
+    data = np.frombuffer(img.fp.read(), dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.shape[:2] != img.size[::-1]:
+        raise ValueError("its 16-bit pixels do not decode")
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return _to8(pixels[..., 2::-1])   # BGR(A) to RGB
 
 
 def encode_image(array: np.ndarray, image_type: str) -> bytes:
@@ -273,23 +371,71 @@ def _remove_quietly(path: str) -> None:
 
 
 def prepare_output(folder: str | Path, input_folder: Path) -> Path:
-    """Creates the output folder if needed and proves it writable before any work."""
+    """Creates the output folder if needed and proves it writable before any work. What
+    can be refused without creating anything is refused first, and a refusal after that
+    removes the folders it created: a refused run leaves nothing behind."""
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DreamerError(f"cannot create output folder {folder}: {e.strerror}; choose "
-                           "another -o") from None
-    if not folder.is_dir():
-        raise DreamerError(f"output {folder} is not a folder; choose another -o")
+    blocking = _file_in_the_way(folder)
+    if blocking == folder:
+        raise DreamerError(f"output {folder} is {_kind(folder)}, not a folder; choose "
+                           "another -o (a folder for the dreamed frames)")
+    if blocking is not None:
+        raise DreamerError(f"cannot create output folder {folder}: {blocking} is "
+                           f"{_kind(blocking)}, not a folder; choose another -o")
     if folder.resolve() == Path(input_folder).resolve():
         raise DreamerError(f"output folder {folder} is the input folder; the dream would "
                            "overwrite the frames: choose another -o")
+    created = _missing(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_empty(created)
+        raise DreamerError(f"cannot create output folder {folder}: {e.strerror}; choose "
+                           "another -o") from None
+    if not folder.is_dir():   # replaced meanwhile
+        raise DreamerError(f"output {folder} is not a folder; choose another -o")
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        _remove_empty(created)
         raise DreamerError(f"output folder {folder} is not writable ({e.strerror}); fix its "
                            "permissions or choose another -o") from None
     return folder
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """`folder` itself, or the nearest of its parents, when it exists and is not a folder
+    (a file, or a link to one): the output folder cannot be made there."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if path.exists() or path.is_symlink():
+            return path
+    return None
+
+
+def _kind(path: Path) -> str:
+    if path.is_file():
+        return "a file"
+    return "a broken link" if path.is_symlink() and not path.exists() else "a special file"
+
+
+def _missing(folder: Path) -> list[Path]:
+    """`folder` and its parents that do not exist yet, deepest first."""
+    missing = []
+    folder = folder.absolute()
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return

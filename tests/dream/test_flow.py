@@ -2,7 +2,9 @@
 (dreamer/dream/flow.py), on small synthetic frames with known motion."""
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -184,6 +186,114 @@ def test_cache_recomputes_a_damaged_file(tmp_path, pair):
     cache = flow.FlowCache(tmp_path)
     cache.path(2, prev, frame).write_bytes(b"not a flow")
     assert cache.get(2, prev, frame)[0].tobytes() == backward.tobytes()
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data[:len(data) // 2],   # truncated: BadZipFile before checksums
+    lambda data: b"",                     # empty: EOFError
+    lambda data: data[:-1],               # the zip directory's last byte gone
+    lambda data: _flip(data, 200),        # a bit flipped in the first flow
+    lambda data: _flip(data, len(data) - 400),  # in the checksum or the zip directory
+], ids=["truncated", "empty", "one byte short", "flipped bit", "flipped tail"])
+def test_cache_recomputes_a_truncated_empty_or_flipped_entry(tmp_path, pair, damage, caplog):
+    prev, frame, backward, forward = pair
+    cache = flow.FlowCache(tmp_path)
+    cache.get(3, prev, frame)
+    path = cache.path(3, prev, frame)
+    path.write_bytes(damage(path.read_bytes()))
+    for _ in range(2):  # every rerun: recomputed once, then the repaired entry is read
+        got = flow.FlowCache(tmp_path).get(3, prev, frame)
+        assert got[0].tobytes() == backward.tobytes()
+        assert got[1].tobytes() == forward.tobytes()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # replaced, no temp left
+    with np.load(path) as data:
+        assert data["backward"].tobytes() == backward.tobytes()
+
+
+def test_cache_never_trusts_a_valid_file_of_other_flows(tmp_path, pair, monkeypatch):
+    """A well-formed entry holding flows of another pair (copied, or written by a bug) has
+    the wrong checksum for this pair's key: computed again, not used."""
+    prev, frame, backward, forward = pair
+    cache = flow.FlowCache(tmp_path)
+    cache.get(4, frame, prev)  # the reverse pair: flows of the same size, other values
+    other = cache.path(4, frame, prev)
+    other.rename(cache.path(4, prev, frame))
+    got = cache.get(4, prev, frame)
+    assert got[0].tobytes() == backward.tobytes() and got[1].tobytes() == forward.tobytes()
+    # and an entry of the right shapes with no checksum at all is not trusted either
+    path = cache.path(4, prev, frame)
+    np.savez(path, backward=forward, forward=backward)
+    got = cache.get(4, prev, frame)
+    assert got[0].tobytes() == backward.tobytes()
+
+
+def test_cache_refuses_an_oversized_entry_without_reading_it(tmp_path, pair):
+    prev, frame, backward, _ = pair
+    cache = flow.FlowCache(tmp_path)
+    path = cache.path(8, prev, frame)
+    tmp_path.mkdir(exist_ok=True)
+    with open(path, "wb") as f:  # sparse: 1 GB on paper, nothing on disk
+        f.truncate(1 << 30)
+    assert cache.get(8, prev, frame)[0].tobytes() == backward.tobytes()
+    assert path.stat().st_size < 1 << 20
+
+
+def test_another_film_in_the_same_frames_folder_never_reuses_flows(tmp_path, monkeypatch):
+    """Stage 1 re-run on another film writes the same frame numbers: the entries are keyed
+    by both frames' content, so the old film's flows are not found."""
+    cache = flow.FlowCache(tmp_path)
+    old, new = clip(3), [np.ascontiguousarray(f[::-1]) for f in clip(3)]
+    for k in (2, 3):
+        cache.get(k, old[k - 2], old[k - 1])
+    computed = []
+    real = flow.compute_flow
+    monkeypatch.setattr(flow, "compute_flow", lambda a, b: computed.append(1) or real(a, b))
+    for k in (2, 3):
+        backward, _ = cache.get(k, new[k - 2], new[k - 1])
+        assert backward.tobytes() == real(new[k - 1], new[k - 2]).tobytes()
+    assert len(computed) == 4  # both flows of both pairs, none reused
+
+
+def test_a_write_killed_midway_leaves_no_entry_under_the_real_name(tmp_path, pair,
+                                                                   monkeypatch):
+    prev, frame, backward, _ = pair
+    cache = flow.FlowCache(tmp_path)
+
+    def killed(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get(9, prev, frame)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    # a temporary file a kill -9 left an hour ago is removed by a later store
+    stale = tmp_path / ".tmp-killed.npz"
+    stale.write_bytes(b"PK half")
+    os.utime(stale, (time.time() - 7200,) * 2)
+    assert cache.get(9, prev, frame)[0].tobytes() == backward.tobytes()
+    assert [p.name for p in tmp_path.iterdir()] == [cache.path(9, prev, frame).name]
+
+
+def test_the_cache_is_bounded_keeping_what_was_used_last(tmp_path):
+    frames = clip(8)
+    one = flow.FlowCache(tmp_path).get(2, frames[0], frames[1])
+    entry = 2 * one[0].nbytes + 1000  # about one entry
+    cache = flow.FlowCache(tmp_path, max_bytes=3 * entry)
+    used = cache.path(2, frames[0], frames[1])
+    for k in range(3, 9):
+        cache.get(k, frames[k - 2], frames[k - 1])
+        time.sleep(0.02)  # past the file system's clock tick, so the use is later
+        cache._written = None  # look at the folder on every store (it does every 1/8)
+        cache.get(2, frames[0], frames[1])  # pair 2 is used again and again
+        files = list(tmp_path.iterdir())
+        assert sum(p.stat().st_size for p in files) <= 3 * entry
+        assert used in files and cache.path(k, frames[k - 2], frames[k - 1]) in files
+    assert len(list(tmp_path.iterdir())) == 3
 
 
 def test_cache_refuses_frames_of_different_sizes(tmp_path, pair):

@@ -205,6 +205,23 @@ def test_guide_mistakes_are_refused_before_the_first_frame(tiny_model, tmp_path,
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_a_guide_video_cut_short_is_refused_before_the_first_frame(tiny_model, tmp_path,
+                                                                  clip, capsys):
+    """A download that stopped halfway: refused in one line naming it and the fix (it was
+    a guide of the frames that survived, looping, exit 0)."""
+    frames, _ = clip
+    whole = make_video(tmp_path / "guide.mkv", frames=30)
+    cut = tmp_path / "cut guide.mkv"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    code, lines = stage2(capsys, "-i", frames, "-o", tmp_path / "out", "-t", tiny_model,
+                         "-m", "tiny.caffemodel", "-oct", "1", "-itr", "1", "-ef", "3",
+                         "-gi", cut)
+    refusals = [line for line in lines if "cut short" in line]
+    assert code != 0 and len(refusals) == 1 and refusals[0] == lines[-1], lines
+    assert str(cut) in refusals[0] and "guide_fixed.mp4" in refusals[0]
+    assert not list((tmp_path / "out").glob("0*.png"))
+
+
 def test_the_description_counts_and_summarises_every_schedule(tiny_model, tmp_path, clip):
     frames, _ = clip
     result = dream_sequence(config(tiny_model, frames, tmp_path / "o", end_frame=3, iter_n=1,

@@ -868,10 +868,10 @@ def test_reason_says_disk_full_and_skips_repeats():
             "[vost#0:0/png @ 0x55e] Error submitting a packet: No space left on device\n"
             "    Last message repeated 2 times\n"
             "Conversion failed!\n")
-    assert ffmpeg._reason(tail, Path("/data/frames")) == (
-        "no space left on device on /data/frames; free some space")
+    assert ffmpeg.stderr_reason(tail, Path("/data/frames")) == (
+        "no space left on the disk of /data/frames; free space and run again")
     tail = "[mp4 @ 0x1] Invalid argument in stream 1\n    Last message repeated 2 times\n"
-    assert ffmpeg._reason(tail) == "Invalid argument in stream 1"
+    assert ffmpeg.stderr_reason(tail) == "Invalid argument in stream 1"
 
 
 @pytest.fixture
@@ -889,18 +889,18 @@ def tiny_disk(tmp_path):
 
 
 def test_full_disk_is_said_plainly(ff, clips, tmp_path, tiny_disk):
-    """Stage 1 and stage 3 on a full disk: "no space left on device on <folder>", not
+    """Stage 1 and stage 3 on a full disk: "no space left on the disk of <folder>", not
     ffmpeg's last line ("Last message repeated 2 times")."""
     result = script("1_movie2frames.sh", clips["ntsc"], tiny_disk / "frames", cwd=tmp_path)
-    assert_one_line_error(result, "no space left on device", str(tiny_disk / "frames"),
-                          "free some space")
+    assert_one_line_error(result, "no space left on the disk of", str(tiny_disk / "frames"),
+                          "free space and run again")
     assert os.listdir(tiny_disk) == []
     frames = tmp_path / "frames"
     write_noise_frames(frames, 40)
     result = script("3_frames2movie.sh", frames, clips["cfr"], "--crf", "0", "-o",
                     tiny_disk / "out.mp4", cwd=tmp_path)
-    assert_one_line_error(result, "no space left on device", str(tiny_disk),
-                          "free some space")
+    assert_one_line_error(result, "no space left on the disk of", str(tiny_disk),
+                          "free space and run again")
     assert os.listdir(tiny_disk) == []
 
 
@@ -1028,7 +1028,7 @@ def test_reason_picks_the_line_that_explains():
             "[vost#0:0/libx264 @ 0x55e] Error while opening encoder\n"
             "[out#0/mp4 @ 0x55f] Task finished with error code: -22\n"
             "Conversion failed!\n")
-    assert ffmpeg._reason(tail) == "Error while opening encoder"
+    assert ffmpeg.stderr_reason(tail) == "Error while opening encoder"
 
 
 def test_stage_3_takes_the_contiguous_run_of_frames(tmp_path):
