@@ -4,7 +4,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,19 @@ def run_dream(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     """Runs 2_dreaming_time.py as a user would, in a child process."""
     return subprocess.run([sys.executable, str(ROOT / "2_dreaming_time.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def bomb(path: Path, width=100_000, height=100_000) -> Path:
+    """A valid PNG header claiming width x height, with almost no pixels behind it."""
+    return png_header(path, width, height)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path

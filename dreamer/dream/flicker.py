@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Union
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from dreamer.dream import flow
 from dreamer.errors import DreamerError
+from dreamer.image import read_image
 
 # Less reliable area than this (in pixels) and a pair says nothing: it is left out.
 MIN_RELIABLE_PIXELS = 1.0
@@ -115,13 +116,9 @@ def table(reports: Mapping[str, Report]) -> str:
 
 
 def _read(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DreamerError(f"frame {path} is missing") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DreamerError(f"cannot read frame {path} ({e}); extract it again") from None
+    if not Path(path).exists():
+        raise DreamerError(f"frame {path} is missing")
+    return read_image(path, fix="extract it again")
 
 
 def _loaders(frames: Frames) -> dict[int, Loader]:

@@ -15,9 +15,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from dreamer.dream import transforms
 from dreamer.errors import DreamerError
+from dreamer.image import open_image, read_image
 
 GUIDE_MAX_SIDE = 224
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -26,18 +28,13 @@ KEEP_FEATURES = 64  # (guide frame, layer) pairs kept; a few MB each at most
 
 def load_image(path: Path) -> np.ndarray:
     """A guide image as float RGB (H, W, 3), at most GUIDE_MAX_SIDE px on its long side."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            scale = GUIDE_MAX_SIDE / max(img.size)
-            if scale < 1:
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                img = img.resize(size, Image.BILINEAR)
-            return np.asarray(img, dtype=np.float32)
-    except OSError as e:
-        raise DreamerError(f"cannot read guide image {path}: {e}; use a png or jpg") from None
+    rgb = read_image(path, fix="use a png or jpg")
+    h, w = rgb.shape[:2]
+    scale = GUIDE_MAX_SIDE / max(w, h)
+    if scale < 1:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
+    return rgb.astype(np.float32)
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -53,11 +50,9 @@ def folder_images(folder: Path) -> list[Path]:
 def check_readable(images: list[Path]) -> None:
     """Every image of a guide folder opens (its header and checksums, not its pixels), so
     a broken one is refused before the first frame, not in the middle of the run."""
-    from PIL import Image, UnidentifiedImageError
-
     for path in images:
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 img.verify()
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
             raise DreamerError(f"cannot read guide image {path}: {e}; replace it or move it "

@@ -20,6 +20,8 @@ from conftest import write_frames
 from dreamer.cli.dream import main as dream_main
 from dreamer.errors import DreamerError
 from dreamer.video import ffmpeg, frames as frames_module
+from conftest import bomb, png_header
+from dreamer.image import rgb8
 from dreamer.video.ffmpeg import FFmpegError
 from dreamer.video.frames import (STAGE2, STAGE3, common_size, find_frames, prepare_output,
                                   read_frame)
@@ -177,7 +179,7 @@ def test_palette_and_alpha_PA_is_looked_up():
     img.putpalette(palette.reshape(-1).tolist())
     pa = img.convert("PA")
     assert pa.mode == "PA"
-    np.testing.assert_array_equal(frames_module.rgb8(pa), palette[index])
+    np.testing.assert_array_equal(rgb8(pa), palette[index])
 
 
 def test_CMYK_jpeg_is_converted(tmp_path):
@@ -245,22 +247,6 @@ def test_frames_read_are_writable_arrays(tmp_path):
 
 
 # --- images whose header claims an absurd size ------------------------------------------
-
-def bomb(path: Path, width=100_000, height=100_000) -> Path:
-    """A valid PNG header claiming width x height, with almost no pixels behind it."""
-    return png_header(path, width, height)
-
-
-def png_header(path: Path, width: int, height: int) -> Path:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body)))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-    return path
-
 
 def one_line_error(excinfo, *words):
     text = str(excinfo.value)
