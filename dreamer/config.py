@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from dreamer.errors import DreamerError
 from dreamer.values.blend import BLEND_RULE, parse_blend
+from dreamer.values.expr import shorten, shown
 from dreamer.values.keyframes import Keyframes, LayerKeys, is_schedule
 from dreamer.values.tile import parse_tile
 
@@ -63,6 +64,9 @@ class Setting:
     low: float | None = None         # bounds of the value (of every frame's, if scheduled)
     high: float | None = None
     above: bool = False              # low itself is not allowed
+    # high is a sanity cap (MAX_* below), not the value's own range: a message names it
+    # only to a value above it ("iterations must be 0 or more", not "0 to 100000")
+    cap: bool = False
     name: str | None = None          # in messages (default: the first flag)
     hint: str = ""                   # after a bounds message
     choices: tuple[str, ...] | None = None
@@ -101,16 +105,19 @@ class Setting:
                 return text  # a schedule or an expression of t
         raise ValueError(f"'{text}' is not a {word}")
 
-    def bounds(self) -> str:
-        lo, hi = _shown(self.low), _shown(self.high)
-        if self.low is not None and self.high is not None:
+    def bounds(self, low: bool = True, high: bool = True) -> str:
+        """The range, as the help and messages say it (with `low` or `high` False: the
+        other side alone)."""
+        low, high = self.low if low else None, self.high if high else None
+        lo, hi = _shown(low), _shown(high)
+        if low is not None and high is not None:
             return f"above {lo} and at most {hi}" if self.above else f"{lo} to {hi}"
-        if self.low is not None:
+        if low is not None:
             return f"above {lo}" if self.above else f"{lo} or more"
         return f"at most {hi}"
 
     def within(self, value) -> bool:
-        if isinstance(value, float) and math.isnan(value):
+        if not finite(value):
             return False
         lo, hi = self.low, self.high
         if lo is not None and (value <= lo if self.above else value < lo):
@@ -119,18 +126,43 @@ class Setting:
 
     def out_of_bounds(self, value, where: str = "") -> DreamerError:
         hint = f"; {self.hint}" if self.hint else ""
-        return DreamerError(f"{self.name or self.flag} must be {self.bounds()} "
+        rule = self.bounds()
+        if self.cap and value == value:  # (NaN: the whole range)
+            above = self.high is not None and value > self.high
+            rule = self.bounds(low=not above, high=above)
+        return DreamerError(f"{self.name or self.flag} must be {rule} "
                             f"(got {_shown(value)}{where}){hint}")
+
+
+def finite(value) -> bool:
+    """Whether a number is neither infinite nor NaN (a whole number always is)."""
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _shown(value) -> str:
     """A number as a message shows it: whole numbers in full up to 15 digits."""
     if value is None:
         return ""
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()
-                                  and abs(value) < 1e15):
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
-    return f"{value:.6g}"
+    if isinstance(value, bool):
+        return str(int(value))
+    return shown(value)  # (a whole number of 5000 digits too)
+
+
+# Upper bounds: far beyond any useful value, so that no real run is refused, and low
+# enough that a typo's value (10**30, 1e300) is refused in one line before it reaches
+# numpy or PyTorch (a jitter beyond int64, an octave count whose pyramid never ends) or
+# runs for ever (a billion gradient steps).
+MAX_WIDTH = 100_000      # -p: pixels; 16K video is 15360 wide
+MAX_OCTAVES = 30         # at the classic 1.4, 30 octaves shrink a frame 17,000 times
+MAX_OCTAVE_SCALE = 100   # the classic 1.4; 100 makes a frame a thumbnail in one octave
+MAX_ITERATIONS = 100_000  # steps per octave: 10 is the classic, 1000 already hours a frame
+MAX_JITTER = 100_000     # pixels: larger than any frame, so any more shifts nothing more
+MAX_ZOOM = 100           # per frame: 1.02 is a typical fall into the dream
+MAX_STEP_SIZE = 1000     # 1.5 is the classic; the gradient is normalised, so 1000 saturates
+MAX_WORKERS = 10_000     # Ray workers
+MAX_WARMUP = 100_000     # frames a piece dreams first
 
 
 def setting(default, *flags: str, help: str, group: str, **kw):
@@ -160,31 +192,34 @@ class DreamConfig:
     prototxt: str = setting("deploy.prototxt", group="model",
                             help="the deploy file inside the model folder")
     preview: int = setting(
-        0, "-p", "--preview", group="frames", kind=int, low=0, keyed=True,
-        name="preview width", hint="0 is off",
+        0, "-p", "--preview", group="frames", kind=int, low=0, high=MAX_WIDTH, cap=True,
+        keyed=True, name="preview width", hint="0 is off",
         help="resize frames to this width first, aspect kept (default: 0 = off)")
     octave_n: int | str = setting(
         4, "-oct", "--octaves", group="dream", kind=int, schedule=True, keyed=True, low=1,
-        name="octaves", help="number of octaves, the image pyramid's levels (default: "
-                             "%(default)s)")
+        high=MAX_OCTAVES, cap=True, name="octaves",
+        help="number of octaves, the image pyramid's levels (default: %(default)s)")
     octave_scale: float | str = setting(
         1.4, "-octs", "--octavescale", group="dream", kind=float, schedule=True, keyed=True,
-        low=1, name="octave scale", hint="1.4 is the classic value",
+        low=1, high=MAX_OCTAVE_SCALE, cap=True, name="octave scale",
+        hint="1.4 is the classic value",
         help="size ratio between octaves (default: %(default)s)")
     iter_n: int | str = setting(
         10, "-itr", "--iterations", group="dream", kind=int, schedule=True, keyed=True, low=0,
-        name="iterations", help="gradient steps per octave (default: %(default)s)")
+        high=MAX_ITERATIONS, cap=True, name="iterations",
+        help="gradient steps per octave (default: %(default)s)")
     jitter: int | str = setting(
         32, "-j", "--jitter", group="dream", kind=int, schedule=True, keyed=True, low=0,
-        name="jitter", help="random shift in pixels before each step (default: %(default)s)")
+        high=MAX_JITTER, cap=True, name="jitter",
+        help="random shift in pixels before each step (default: %(default)s)")
     zoom: float | str = setting(
         1.0, "-z", "--zoom", group="film", kind=float, schedule=True, keyed=True, low=0,
-        above=True, name="zoom", hint="1 is off",
+        above=True, high=MAX_ZOOM, cap=True, name="zoom", hint="1 is off",
         help="scale the carried dream by this each frame, about the centre (default: 1 = "
              "off; 1.02 falls 2%% a frame into the dream)")
     step_size: float | str = setting(
         1.5, "-s", "--stepsize", group="dream", kind=float, schedule=True, keyed=True, low=0,
-        above=True, name="step size",
+        above=True, high=MAX_STEP_SIZE, cap=True, name="step size",
         help="step size of each gradient step (default: %(default)s)")
     blend: str = setting(
         "0.5", "-b", "--blend", group="film", schedule=True, keyed=True,
@@ -266,12 +301,14 @@ class DreamConfig:
              "of it moves reliably from the frame before (a scene cut); 0 never, 1 always "
              "(default %(default)s)")
     workers: int = setting(
-        1, "--workers", group="workers", kind=int, low=1, metavar="N",
+        1, "--workers", group="workers", kind=int, low=1, high=MAX_WORKERS, cap=True,
+        metavar="N",
         help="dream N pieces of the range at once on Ray workers (local, or the cluster at "
              "--address/$RAY_ADDRESS; needs pip install 'dreamer[ray]'); default: "
              "%(default)s, no Ray")
     warmup: int | None = setting(
-        None, "--warmup", group="workers", kind=int, needs="workers", low=0, metavar="W",
+        None, "--warmup", group="workers", kind=int, needs="workers", low=0, high=MAX_WARMUP,
+        cap=True, metavar="W",
         help="with --workers: frames each piece dreams and discards first to build the "
              "carried dream (default: until the blend has let go of what is missing, below "
              "one grey level)")
@@ -360,9 +397,9 @@ def validate(config: DreamConfig, first: int | None = None, last: int | None = N
         if s.numeric and value is not None and not (s.schedule and isinstance(value, str)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                     s.kind is int and not isinstance(value, int)):
-                raise DreamerError(f"{s.flag or name} {value!r} is not a "
+                raise DreamerError(f"{s.flag or name} {shorten(repr(value))} is not a "
                                    f"{'whole ' if s.kind is int else ''}number")
-            if not s.schedule and not s.within(value):
+            if not s.within(value):  # (a schedulable one's plain number too, huge or NaN)
                 raise s.out_of_bounds(value)
     if not config.layers:
         raise DreamerError("no layers given; name at least one with -l")
@@ -389,4 +426,4 @@ def _check_keys(keys: Keyframes, ok, error, first: int | None, last: int | None)
         value = keys.at(k)
         if not ok(value):
             raise error(value, "" if keys.constant else
-                        f" at frame {k} of {keys.flag} '{keys.text()}'")
+                        f" at frame {k} of {keys.flag} '{shorten(keys.text())}'")

@@ -66,3 +66,51 @@ def test_a_library_config_is_checked_as_the_flags_are(field, value, message):
 def test_layers_may_be_given_as_one_name_or_a_list():
     assert DreamConfig(layers="inception_4c/output").layers == ("inception_4c/output",)
     assert DreamConfig(layers=["a", "b"]).layers == ("a", "b")
+
+
+# --- bounds: every number has an upper bound, NaN and inf are never within -------------
+
+@pytest.mark.parametrize("field,value,message", [
+    ("jitter", 10**20, "jitter must be at most 100000 (got 1e+20)"),       # beyond int64
+    pytest.param("jitter", 10**5000, "jitter must be at most 100000 (got about 1e5000)",
+                 id="jitter-5001-digits"),  # (str() refuses it: the message must not)
+    ("iter_n", 10**300, "iterations must be at most 100000 (got 1e+300)"),
+    ("octave_n", 31, "octaves must be at most 30 (got 31)"),
+    ("octave_scale", 1e300, "octave scale must be at most 100 (got 1e+300)"),
+    ("octave_scale", float("nan"), "octave scale must be 1 to 100 (got nan)"),
+    ("zoom", float("inf"), "zoom must be at most 100 (got inf)"),
+    ("step_size", float("nan"), "step size must be above 0 and at most 1000 (got nan)"),
+    ("preview", 10**6, "preview width must be at most 100000 (got 1000000)"),
+    ("workers", 10**9, "--workers must be at most 10000 (got 1000000000)"),
+    ("iter_n", -1, "iterations must be 0 or more (got -1)"),   # the cap named only above it
+    ("iter_n", "1:(1e300)", "-itr '1:(1e300)': '1e300' reaches 1e+300 at t=1"),
+    ("jitter", "1:(nan)", "unknown name 'nan'"),
+])
+def test_every_number_is_bounded_above_and_finite(field, value, message):
+    with pytest.raises(DreamerError) as e:
+        validate(DreamConfig("in", "out", **{field: value}))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_default_is_within_its_bounds_and_every_number_has_an_upper_bound():
+    validate(DreamConfig("in", "out"))
+    config = DreamConfig("in", "out")
+    for name, s in settings().items():
+        value = getattr(config, name)
+        if s.numeric and s.kind is not bool and isinstance(value, (int, float)):
+            assert s.within(value), name
+        if s.kind is int and name not in ("gpu", "start_frame", "end_frame"):
+            assert s.high is not None, f"{name} has no upper bound"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-j", "99999999999999999999"], "jitter must be at most 100000"),
+    (["-itr", "1:(1e300)"], "-itr '1:(1e300)': '1e300' reaches 1e+300"),
+    (["-oct", "1:(1e308), 3:(-1e308)"], "-oct '1:(1e308), 3:(-1e308)': '1e308' reaches"),
+    (["-octs", "1e300"], "octave scale must be at most 100 (got 1e+300)"),
+])
+def test_huge_values_on_the_command_line_end_in_one_line(argv, message):
+    config = config_from_args(parse_args(["-i", "in", "-o", "out", *argv]))
+    with pytest.raises(DreamerError) as e:
+        validate(config, 1, 5)
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -222,12 +222,23 @@ def cached() -> dict[str, str]:
     return _read(cache_path())
 
 
+MAX_CACHE_BYTES = 2**20  # a few hundred choices take a few KB; more is not this cache
+
+
 def _read(path: Path) -> dict[str, str]:
+    """The choices in a cache file; none when it is missing, too large, damaged or not
+    what this module writes (they are timed again, and the file is rewritten whole when
+    the next choice is saved): a cache only saves time, never fails a run."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {k: v for k, v in data.get("choices", {}).items() if v in (NATIVE, TORCH)}
-    except (OSError, ValueError, AttributeError):
-        return {}  # none yet, or unreadable: timed again
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CACHE_BYTES + 1)
+        if len(raw) > MAX_CACHE_BYTES:
+            return {}
+        data = json.loads(raw.decode("utf-8"))
+        return {k: v for k, v in data.get("choices", {}).items()
+                if isinstance(k, str) and v in (NATIVE, TORCH)}
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError, MemoryError):
+        return {}  # (ValueError: not JSON or UTF-8; RecursionError: nested too deep)
 
 
 def save() -> None:
@@ -238,11 +249,14 @@ def save() -> None:
         if not _choices.timed or _choices.loaded_from is None:
             return
         path, ours, _choices.timed = _choices.loaded_from, _choices.timed, {}
-    with contextlib.suppress(OSError):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         merged = {**ours, **_read(path)}  # what another run wrote first stays
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({"cpu": cpu_model(), "threads": torch.get_num_threads(),
                                    "choices": dict(sorted(merged.items()))}, indent=0),
                        encoding="utf-8")
         os.replace(tmp, path)
+    except OSError:  # (a full disk, a read-only folder, a folder where the file goes)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # no half-written file is left behind

@@ -11,16 +11,28 @@ Keys are the long flags without their dashes (`octaves`, `zoom`, `flow-blend` or
     interpolation = "cubic"
 
 Flags on the command line win over the file.
+
+The file is outside input (shared with a video): it is read up to MAX_BYTES and refused
+beyond, and its brackets may nest MAX_NESTING deep, checked before it is parsed (the
+parsers recurse: a file of 100,000 nested arrays would end in a RecursionError).
 """
 from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 from pathlib import Path
 
 from dreamer.config import Setting, settings
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
+from dreamer.values.keyframes import MAX_KEYS
+
+# Large enough for a key a frame of a long film in two schedules (a 100,000-key table is
+# about 2 MB), small enough to be read and parsed in a second or two
+MAX_BYTES = 4 * 2**20
+MAX_NESTING = 32  # a schedule table in a file is 2 deep; nothing needs more than a few
 
 
 def load(path: str) -> dict:
@@ -31,12 +43,27 @@ def load(path: str) -> dict:
     for key, value in data.items():
         name = names.get(key.replace("-", "_").lstrip("_"))
         if name is None:
-            close = difflib.get_close_matches(key, list(names), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise DreamerError(f"{path}: unknown setting '{key}'{hint} (keys are the long "
-                               "flags without dashes, e.g. octaves, zoom, flow-blend)")
+            raise DreamerError(f"{path}: unknown setting '{shorten(key, 40)}'{_suggest(key)} "
+                               "(keys are the long flags without dashes, e.g. octaves, zoom, "
+                               "flow-blend)")
         out[name] = _value(path, key, value, settings()[name])
     return out
+
+
+def _suggest(key: str) -> str:
+    """'; did you mean ...?' for an unknown key: a short flag's long name (`itr` is
+    -itr's, iterations, not the jitter it looks like), else the closest long name."""
+    every = settings()
+    shorts = {f.lstrip("-"): s.long for s in every.values() if s.long
+              for f in s.flags if not f.startswith("--")}
+    word = key.strip().lstrip("-")
+    if word in shorts:
+        return f"; did you mean '{shorts[word]}' (the long name of -{word})?"
+    # every name a key may be (long names, field names) and the short flags, each as the
+    # long name it stands for
+    names = {k: every[name].long or k for k, name in keys().items()} | shorts
+    close = difflib.get_close_matches(word.replace("-", "_"), list(names), n=1)
+    return f"; did you mean '{names[close[0]]}'?" if close else ""
 
 
 def keys() -> dict[str, str]:
@@ -55,19 +82,41 @@ def keys() -> dict[str, str]:
 
 def _read(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_BYTES + 1)  # (characters: at least as many bytes)
     except FileNotFoundError:
         raise DreamerError(f"parameters file {path} not found; check --params") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DreamerError(f"cannot read parameters file {path}: {e}") from None
+    if len(text) > MAX_BYTES:
+        raise DreamerError(f"parameters file {path} is larger than {MAX_BYTES // 2**20} MB; "
+                           "it holds settings as key = value pairs: is it the right file?")
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    if _nesting(text) > MAX_NESTING:
+        raise DreamerError(f"{path}: its brackets nest more than {MAX_NESTING} deep; it holds "
+                           f"settings as key = value pairs and schedule tables")
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
-        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
-        raise DreamerError(f"{path} is not valid {kind}: {e}") from None
+        raise DreamerError(f"{path} is not valid {kind}: {shorten(e, 200)}") from None
+    except (RecursionError, MemoryError):  # (nesting is bounded above: never, but not a traceback)
+        raise DreamerError(f"{path} is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise DreamerError(f"{path} must hold settings as key = value pairs")
     return data
+
+
+def _nesting(text: str) -> int:
+    """How deep the text's [ and { nest (brackets inside strings counted too: a file never
+    holds so many that a legitimate one is refused). Linear, without a parser."""
+    depth = most = 0
+    for m in _BRACKET_RE.finditer(text):
+        depth = depth + 1 if m.group() in "[{" else max(depth - 1, 0)
+        most = max(most, depth)
+    return most
+
+
+_BRACKET_RE = re.compile(r"[\[\]{}]")
 
 
 def _value(path, key: str, value, setting: Setting):
@@ -91,35 +140,40 @@ def _value(path, key: str, value, setting: Setting):
 
 
 def _shown(value) -> str:
-    """A value as the file wrote it (TOML and JSON spell true and false in lower case)."""
-    return str(value).lower() if isinstance(value, bool) else repr(value)
+    """A value as the file wrote it (TOML and JSON spell true and false in lower case),
+    cut short."""
+    return str(value).lower() if isinstance(value, bool) else shorten(repr(value))
 
 
 def _convert(path, key: str, value, setting: Setting):
     text = str(value)
     if setting.choices is not None and text not in setting.choices:
-        raise DreamerError(f"{path}: {key} = {value!r}; choose one of "
+        raise DreamerError(f"{path}: {key} = {_shown(value)}; choose one of "
                            + ", ".join(setting.choices))
     try:
         return setting.parse(text)
     except ValueError as e:
         if setting.schedule:  # (it names the text that is neither number nor schedule)
-            raise DreamerError(f"{path}: {key} = {value!r}: {e}") from None
+            raise DreamerError(f"{path}: {key} = {_shown(value)}: {shorten(e, 100)}") from None
         kind = "a whole number" if setting.kind is int else "a number"
-        raise DreamerError(f"{path}: {key} = {value!r} is not {kind}") from None
+        raise DreamerError(f"{path}: {key} = {_shown(value)} is not {kind}") from None
 
 
 def _schedule_text(path, key: str, table: dict) -> str:
     """A table of frame = value (and `interpolation`) as FRAME:(VALUE) text."""
     table = dict(table)
     mode = table.pop("interpolation", None)
+    if len(table) > MAX_KEYS:
+        raise DreamerError(f"{path}: {key} has {len(table):,} keyframes; a schedule may have "
+                           f"at most {MAX_KEYS:,}")
     keys = []
     for frame, value in table.items():
         try:
             keys.append((int(frame), value))
-        except ValueError:
-            raise DreamerError(f"{path}: {key}: '{frame}' is not a frame number; a schedule "
-                               "table holds frame = value pairs and 'interpolation'") from None
+        except ValueError:  # (also a frame of 5000 digits)
+            raise DreamerError(f"{path}: {key}: '{shorten(frame, 20)}' is not a frame number; "
+                               "a schedule table holds frame = value pairs and "
+                               "'interpolation'") from None
     if not keys:
         raise DreamerError(f"{path}: {key} is an empty table; give it frame = value pairs, "
                            "e.g. 1 = 1.0 and 30 = 1.04")

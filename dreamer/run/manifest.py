@@ -142,12 +142,16 @@ def _layers_text(config) -> str:
     return "layers " + " → ".join(layers) + " (one per frame, repeating)"
 
 
+ARROWS_MOST = 12  # keys of a schedule shown as 'A→B→C' besides their text
+
+
 def _keys_text(keys: Keyframes) -> str:
-    """A fixed value as itself, a schedule of numbers as 'A→B→C (keyframes ...)', one with
-    expressions of t as 'by keyframes ...'."""
+    """A fixed value as itself, a schedule of a few numbers as 'A→B→C (keyframes ...)', a
+    longer one or one with expressions of t as 'by keyframes ...'. Each key is evaluated
+    once at most, at its own frame."""
     if keys.constant:
         return f"{keys.at(1):g}"
-    if len(keys.frames) == 1 or any(v.uses_t for v in keys.values):
+    if not 1 < len(keys.frames) <= ARROWS_MOST or any(v.uses_t for v in keys.values):
         return f"by keyframes {keys.text()}"
     return "→".join(f"{keys.at(k):g}" for k in keys.frames) + f" (keyframes {keys.text()})"
 

@@ -120,6 +120,45 @@ def test_an_unreadable_cache_means_timing_again(tmp_path):
     assert autotune.decide("k", slow(0.02, "N"), slow(0.0, "T")) == ("torch", "T")
 
 
+@pytest.mark.parametrize("damage", [
+    "[" * 100_000 + "]" * 100_000,                      # RecursionError in json
+    '{"choices": ' + "[" * 100_000,
+    '{"choices": ["native"]}', '{"choices": {"k": ["native"]}}', "[]", "null", "7",
+    b"\xff\xfe\x00 not text",                        # UnicodeDecodeError
+    b"",                                                # empty (a crash while writing)
+    '{"choices": {"k": "native"}, "pad": "' + "x" * 2**21 + '"}',   # too large to be ours
+])
+def test_a_damaged_cache_is_timed_again_and_rewritten_never_a_traceback(damage):
+    path = autotune.cache_path()
+    path.parent.mkdir(parents=True)
+    if isinstance(damage, str):
+        path.write_text(damage)
+    else:
+        path.write_bytes(damage)
+    assert autotune.cached() == {}
+    assert autotune.decide("k", slow(0.02, "N"), slow(0.0, "T")) == ("torch", "T")
+    assert json.loads(path.read_text())["choices"] == {"k": "torch"}  # repaired
+
+
+def test_a_cache_that_cannot_be_written_leaves_no_temporary_file():
+    """The cache file's place is taken by a folder (a read-only folder, a full disk: the
+    same failure, and tests run as root, for whom no folder is read-only)."""
+    path = autotune.cache_path()
+    (path / "inside").mkdir(parents=True)  # os.replace cannot put a file there
+    assert autotune.decide("k", slow(0.02, "N"), slow(0.0, "T")) == ("torch", "T")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert autotune.decide("k", slow(0, "N"), slow(0, "T")) == ("torch", "T")  # still known
+
+
+def test_a_full_disk_leaves_no_temporary_file(monkeypatch):
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(autotune.os, "replace", full)
+    assert autotune.decide("k", slow(0.02, "N"), slow(0.0, "T")) == ("torch", "T")
+    assert list(autotune.cache_path().parent.iterdir()) == []
+
+
 def test_take_used_gives_each_new_choice_once():
     autotune.adopt({"a": "native", "b": "torch"})
     autotune.decide("a", slow(0, 1), slow(0, 2))

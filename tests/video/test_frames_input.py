@@ -20,7 +20,7 @@ from conftest import write_frames
 from dreamer.cli.dream import main as dream_main
 from dreamer.errors import DreamerError
 from dreamer.video import ffmpeg, frames as frames_module
-from conftest import bomb, png_header
+from conftest import bomb
 from dreamer.image import rgb8
 from dreamer.video.ffmpeg import FFmpegError
 from dreamer.video.frames import (STAGE2, STAGE3, common_size, find_frames, prepare_output,
