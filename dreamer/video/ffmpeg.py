@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
@@ -229,14 +230,30 @@ def child_options() -> dict:
     return {"preexec_fn": partial(_die_with_parent, os.getpid())}
 
 
-def _pump(stream, tail: deque) -> None:
-    """Copies ffmpeg's `-stats` progress to our stderr while keeping the tail."""
+# Where stderr is not a terminal (a log, a pipe), ffmpeg's progress becomes a plain line
+# this often (seconds): long stages are never silent, and logs stay short.
+LOG_EVERY = 5.0
+_FRAMES_DONE = re.compile(rb"frame=\s*(\d+)")
+
+
+def _pump(stream, tail: deque, what: str) -> None:
+    """Shows ffmpeg's `-stats` progress while keeping the tail: as it is on a terminal,
+    as a line every LOG_EVERY seconds elsewhere."""
+    tty = sys.stderr.isatty()
+    shown = time.monotonic()
     while True:
         chunk = stream.read1(4096) if hasattr(stream, "read1") else stream.read(4096)
         if not chunk:
             return
         tail.append(chunk)
-        sys.stderr.write(chunk.decode("utf-8", "replace"))
+        if tty:
+            sys.stderr.write(chunk.decode("utf-8", "replace"))
+        else:
+            counts = _FRAMES_DONE.findall(chunk)
+            if not counts or time.monotonic() - shown < LOG_EVERY:
+                continue
+            shown = time.monotonic()
+            sys.stderr.write(f"{what}: {int(counts[-1])} frames so far\n")
         sys.stderr.flush()
 
 
@@ -245,7 +262,7 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
     """Runs an argument list (never a shell), logs it, and turns failure into FFmpegError.
 
     `what` completes "... failed": e.g. "extracting frames from x.mp4".
-    `progress` streams ffmpeg's `-stats` line to a terminal; stdout is returned if asked.
+    `progress` shows ffmpeg's `-stats` (see _pump); stdout is returned if asked.
     `folder` is where the output goes, named when the disk is full.
     """
     log.debug("running: %s", shlex.join(cmd))
@@ -259,7 +276,7 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
     try:
         if progress and not stdout:
             tail: deque = deque(maxlen=64)
-            _pump(proc.stderr, tail)
+            _pump(proc.stderr, tail, what)
             proc.wait()
             out, err = b"", b"".join(tail)
         else:
@@ -288,7 +305,7 @@ def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
 def run(exe: str, args: list[str], what: str, *, stdout: bool = False,
         progress: bool = False, folder: Path | None = None) -> bytes:
     """ffmpeg (or avconv) with quiet, non-interactive flags in front of `args`."""
-    extra = ["-stats"] if progress and sys.stderr.isatty() and not is_avconv(exe) else []
+    extra = ["-stats"] if progress and not is_avconv(exe) else []
     return run_tool([exe, *_base_flags(exe), *extra, *args], what, stdout=stdout,
                     progress=bool(extra), folder=folder)
 

@@ -599,6 +599,17 @@ def test_all_in_one_command(ff, clips, tmp_path, tiny_model):
     assert abs(lag) <= 2 and score > 0.99
 
 
+def test_stages_1_and_3_show_progress_in_a_log_too(ff, clips, tmp_path, monkeypatch, capsys):
+    """Not a terminal (capsys): a plain line now and then, never ffmpeg's carriage returns."""
+    monkeypatch.setattr(ffmpeg, "LOG_EVERY", 0.0)
+    extract.extract_frames(clips["cfr"], tmp_path / "frames")
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "frames so far" in ln]
+    assert lines and "\r" not in err, err
+    assert all(ln.startswith("extracting frames from") for ln in lines)
+    assert int(lines[-1].split(": ")[-1].split()[0]) <= 60  # the clip's 60 frames at most
+
+
 def test_all_in_one_refuses_a_bad_stage_2_setting_before_extracting(clips, tmp_path):
     from dreamer.cli.stages import main
 
