@@ -12,6 +12,7 @@ folder's label appended (flicker.png -> flicker-<label>.png).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from dreamer.cli import signals
@@ -99,6 +100,25 @@ def _frames(folder: str, first: int | None, last: int | None, which: str) -> dic
     return kept
 
 
+def _progress(after: float = 1.0):
+    """on_frame for flicker.measure: the frames measured, on stderr (a bar on a terminal,
+    a line a frame in a log), once measuring has taken more than `after` seconds."""
+    from dreamer.run.progress import Progress, Timer
+
+    bar, started, timer, done = None, time.monotonic(), Timer(), 0
+
+    def on_frame(k: int, count: int) -> None:
+        nonlocal bar, done
+        done += 1
+        seconds = timer.lap()
+        if bar is None and time.monotonic() - started > after:
+            bar = Progress(count)
+            bar.done = done - 1
+        if bar is not None:
+            bar.frame_done(k, seconds)
+    return on_frame
+
+
 def notes(original: dict, reports: dict) -> list[str]:
     """What a reader of the table should know: frames measured on only part of the
     film, and an added flicker below zero (the dream steadier than the film: a dream of
@@ -131,7 +151,7 @@ def measure(args) -> int:
     for name, folder in zip(names, args.dreamed):
         dreamed = _frames(folder, args.first, args.last, "dreamed")
         try:
-            reports[name] = flicker.measure(original, dreamed)
+            reports[name] = flicker.measure(original, dreamed, _progress())
         except DreamerError as e:
             raise DreamerError(f"{name}: {e}") from None
     print(flicker.table(reports))

@@ -154,9 +154,11 @@ def warping_error(previous: np.ndarray, current: np.ndarray, backward: np.ndarra
     return float((mask.astype(np.float64) * diff).sum() / weight)
 
 
-def measure(original: Frames, dreamed: Frames) -> Report:
+def measure(original: Frames, dreamed: Frames,
+            on_frame: Callable[[int, int], None] | None = None) -> Report:
     """Measure the flicker the dream adds to the film (module docstring). Raises
-    DreamerError, one line, for no frames in common, sizes that differ, unreadable frames."""
+    DreamerError, one line, for no frames in common, sizes that differ, unreadable frames.
+    `on_frame(k, count)` is called as each frame is measured (a progress bar)."""
     originals, dreams = _loaders(original), _loaders(dreamed)
     common = sorted(set(originals) & set(dreams))
     if not common:
@@ -181,6 +183,8 @@ def measure(original: Frames, dreamed: Frames) -> Report:
             report.dreamed_per_pair.append(warping_error(dream_prev, dream, backward, mask))
             report.reliable_per_pair.append(float(mask.mean()))
         last = (k, orig, dream)
+        if on_frame is not None:
+            on_frame(k, len(common))
     if not report.pairs:
         raise DreamerError("no two consecutive frames are in both the original and the "
                            "dreamed frames: flicker needs at least two in a row")
