@@ -103,7 +103,7 @@ class Setting:
                 float(text)
             except ValueError:
                 return text  # a schedule or an expression of t
-        raise ValueError(f"'{text}' is not a {word}")
+        raise ValueError(f"'{shorten(text)}' is not a {word}")
 
     def bounds(self, low: bool = True, high: bool = True) -> str:
         """The range, as the help and messages say it (with `low` or `high` False: the
@@ -127,7 +127,7 @@ class Setting:
     def out_of_bounds(self, value, where: str = "") -> DreamerError:
         hint = f"; {self.hint}" if self.hint else ""
         rule = self.bounds()
-        if self.cap and value == value:  # (NaN: the whole range)
+        if self.cap and not (isinstance(value, float) and math.isnan(value)):  # NaN: all
             above = self.high is not None and value > self.high
             rule = self.bounds(low=not above, high=above)
         return DreamerError(f"{self.name or self.flag} must be {rule} "
@@ -393,7 +393,7 @@ def validate(config: DreamConfig, first: int | None = None, last: int | None = N
             raise DreamerError(f"{s.flag} only applies with {when}; add {add}, or drop "
                                f"{s.flag}")
         if s.choices and value is not None and value not in s.choices:
-            raise DreamerError(f"{s.flag} {value}: use " + " or ".join(s.choices))
+            raise DreamerError(f"{s.flag} {shorten(value)}: use " + " or ".join(s.choices))
         if s.numeric and value is not None and not (s.schedule and isinstance(value, str)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                     s.kind is int and not isinstance(value, int)):

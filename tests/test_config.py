@@ -114,3 +114,16 @@ def test_huge_values_on_the_command_line_end_in_one_line(argv, message):
     with pytest.raises(DreamerError) as e:
         validate(config, 1, 5)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_messages_never_echo_a_long_value_back(capsys):
+    long = "x" * 25_000
+    for config in (DreamConfig("in", "out", precision=long), DreamConfig("in", "out", zoom=long),
+                   DreamConfig("in", "out", preview=[long])):
+        with pytest.raises(DreamerError) as e:
+            validate(config)
+        assert len(str(e.value)) < 400 and "..." in str(e.value)
+    with pytest.raises(SystemExit):
+        parse_args(["-i", "in", "-o", "out", "-p", long])
+    err = capsys.readouterr().err
+    assert len(err) < 1000 and "..." in err

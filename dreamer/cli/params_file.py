@@ -82,15 +82,17 @@ def keys() -> dict[str, str]:
 
 def _read(path: Path) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(MAX_BYTES + 1)  # (characters: at least as many bytes)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # (/dev/zero never ends)
+        if len(raw) > MAX_BYTES:
+            raise DreamerError(f"parameters file {path} is larger than {MAX_BYTES // 2**20} "
+                               "MB; it holds settings as key = value pairs: is it the right "
+                               "file?")
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
     except FileNotFoundError:
         raise DreamerError(f"parameters file {path} not found; check --params") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise DreamerError(f"cannot read parameters file {path}: {e}") from None
-    if len(text) > MAX_BYTES:
-        raise DreamerError(f"parameters file {path} is larger than {MAX_BYTES // 2**20} MB; "
-                           "it holds settings as key = value pairs: is it the right file?")
+        raise DreamerError(f"cannot read parameters file {path}: {shorten(e, 200)}") from None
     kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
     if _nesting(text) > MAX_NESTING:
         raise DreamerError(f"{path}: its brackets nest more than {MAX_NESTING} deep; it holds "

@@ -3,6 +3,7 @@ from 0 to 1, `loop` (0.5 to 1 and back), `random`, or a keyframe schedule."""
 from __future__ import annotations
 
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 from dreamer.values.keyframes import Keyframes, is_schedule
 
 BLEND_WORDS = ("loop", "random")
@@ -20,7 +21,7 @@ def parse_blend(text: str) -> str | float | Keyframes:
     try:
         value = float(word)
     except ValueError:
-        raise DreamerError(f"unknown blend '{text}'; use a number from 0 to 1, "
+        raise DreamerError(f"unknown blend '{shorten(text)}'; use a number from 0 to 1, "
                            "'loop' or 'random'") from None
     if not 0.0 <= value <= 1.0:
         raise DreamerError(f"blend {value:g} is outside [0, 1]; 1 keeps only the new frame, "

@@ -48,9 +48,9 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.FloorDiv: operator.floordiv}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 MAX_POWER = 64  # 9**9**9 would hang the parser's caller; no schedule needs more
-# Every value, from each number written to each result, stays within +-MAX_VALUE: a
-# thousand times any setting's range, and small enough that a power of it (at most
-# MAX_POWER) is computed at once, however many powers are nested
+# Every value, from each number written to each result, stays within +-MAX_VALUE: far
+# beyond any setting's range (config.py's largest bound is 100,000), and small enough that
+# a power of it (at most MAX_POWER) is computed at once, however many powers are nested
 MAX_VALUE = 1e15
 MAX_LENGTH = 1000  # characters of one expression: a key's value, not a program
 MAX_DEPTH = 100    # nesting, of parentheses before parsing and of the tree after

@@ -10,8 +10,8 @@ at t, and between two keys the two values are interpolated:
   keys' values between them (`@cubic`).
 Before the first key the first one holds, after the last key the last one.
 
-A schedule is bounded: at most MAX_KEYS keys (a key a frame for an hour at 30 fps and
-more) in at most MAX_TEXT characters, refused before any key is read; a frame's value
+A schedule is bounded: at most MAX_KEYS keys (a key a frame for 55 minutes at 30 fps)
+in at most MAX_TEXT characters, refused before any key is read; a frame's value
 evaluates only the keys beside it (at most four), so a frame costs the same whatever the
 number of keys.
 """
