@@ -12,12 +12,12 @@ from pathlib import Path
 from dreamer.config import DreamConfig
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.run import resume
-from dreamer.run.folders import created_by_run, remove_empty
+from dreamer.run.folders import created_by_run
 from dreamer.run.manifest import Manifest, describe, run_record
 from dreamer.run.prepare import Prepared
 from dreamer.run.progress import Progress, Timer
 from dreamer.run.writer import FrameWriter
-from dreamer.video.frames import FrameSet
+from dreamer.video.frames import FrameSet, remove_empty
 
 
 @dataclass

@@ -307,11 +307,11 @@ def prepare_output(folder: str | Path, input_folder: Path) -> Path:
     if folder.resolve() == Path(input_folder).resolve():
         raise DreamerError(f"output folder {folder} is the input folder; the dream would "
                            "overwrite the frames: choose another -o")
-    created = _missing(folder)
+    created = missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        _remove_empty(created)
+        remove_empty(created)
         raise DreamerError(f"cannot create output folder {folder}: {e.strerror}; choose "
                            "another -o") from None
     if not folder.is_dir():   # replaced meanwhile
@@ -321,7 +321,7 @@ def prepare_output(folder: str | Path, input_folder: Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        _remove_empty(created)
+        remove_empty(created)
         raise DreamerError(f"output folder {folder} is not writable ({e.strerror}); fix its "
                            "permissions or choose another -o") from None
     return folder
@@ -344,10 +344,10 @@ def _kind(path: Path) -> str:
     return "a broken link" if path.is_symlink() and not path.exists() else "a special file"
 
 
-def _missing(folder: Path) -> list[Path]:
-    """`folder` and its parents that do not exist yet, deepest first."""
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
     missing = []
-    folder = folder.absolute()
+    folder = Path(folder).absolute()
     for path in (folder, *folder.parents):
         if path.exists() or path.is_symlink():
             break
@@ -355,9 +355,13 @@ def _missing(folder: Path) -> list[Path]:
     return missing
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    for path in folders:
+def remove_empty(folders: list[Path]) -> None:
+    """Removes folders made for work that did not happen, as long as they are still
+    empty: whatever holds a file stays."""
+    for folder in folders:
         try:
-            path.rmdir()
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
         except OSError:
             return
