@@ -293,19 +293,16 @@ def ffmpeg_assemble_args(exe: str, frames: FrameSet, fps: Fraction, original: Pa
 
 
 def mencoder_cmd(exe: str, frames: FrameSet, fps: Fraction, size: tuple[int, int],
-                 frame_list: Path, wav: Path | None, out: Path, crf: int = CRF) -> list[str]:
-    """MPlayer's encoder: frames listed in a file (any path is safe), x264, the exact-cut
-    audio from `wav` as mp3, in an mp4."""
+                 frame_list: Path, out: Path, crf: int = CRF) -> list[str]:
+    """MPlayer's encoder, for the video alone: frames listed in a file (any path is safe),
+    x264, in an mp4. (Given the sound too, Debian's mencoder drops a frame to keep its
+    sync and pads the mp3, so the sound is put in by ffmpeg: _mux_sound.)"""
     w, h = size
     cmd = [exe, f"mf://@{frame_list.absolute()}",
            "-mf", f"fps={float(fps):.9f}:type={frames.image_type}", "-ofps", str(fps)]
     if w % 2 or h % 2:
         cmd += ["-vf", f"expand={w + w % 2}:{h + h % 2}:0:0"]
-    cmd += ["-ovc", "x264", "-x264encopts", f"crf={crf}:global_header"]
-    if wav is not None:
-        cmd += ["-audiofile", str(wav), "-oac", "mp3lame", "-lameopts", "cbr:br=192"]
-    else:
-        cmd += ["-nosound"]
+    cmd += ["-ovc", "x264", "-x264encopts", f"crf={crf}:global_header", "-nosound"]
     return cmd + ["-of", "lavf", "-lavfopts", "format=mp4", "-o", str(out)]
 
 
@@ -314,20 +311,25 @@ def _assemble_mencoder(exe: str, frames: FrameSet, fps: Fraction, size, original
     frame_list = tmp / "frames.txt"
     frame_list.write_text("".join(f"{frames.path(k).absolute()}\n" for k in frames.numbers),
                           encoding="utf-8")
-    wav = None
+    video = out if plan.mode == "none" else tmp / "video.mp4"
+    ffmpeg.run_tool(mencoder_cmd(exe, frames, fps, size, frame_list, video),
+                    f"encoding {frames.folder} with mencoder", folder=video.parent)
     if plan.mode != "none":
-        # mencoder cannot cut to the sample; ffmpeg (always there via imageio-ffmpeg)
-        # cuts the sound exactly into a WAV that mencoder then encodes. A full disk is
-        # named by the temporary folder's parent (TMPDIR): `tmp` is gone by then.
-        wav = tmp / "audio.wav"
-        ffmpeg.run(ffmpeg.find_ffmpeg(),
-                   audio_input(plan, original) + [
-                       "-map", f"0:{plan.index}", "-af", _exact_audio_filter(plan),
-                       "-c:a", "pcm_s16le", "-f", "wav", str(wav)],
-                   f"cutting the audio of {original} into a temporary file",
-                   folder=tmp.parent)
-    ffmpeg.run_tool(mencoder_cmd(exe, frames, fps, size, frame_list, wav, out),
-                    f"encoding {frames.folder} with mencoder", folder=out.parent)
+        _mux_sound(video, original, plan, out)
+
+
+def _mux_sound(video: Path, original: Path, plan: AudioPlan, out: Path) -> None:
+    """mencoder's video, as it is, with the original's sound cut to the sample by ffmpeg
+    (always there via imageio-ffmpeg), as the ffmpeg path cuts it."""
+    args = ["-i", str(video.absolute()), *audio_input(plan, original),
+            "-map", "0:v:0", "-map", f"1:{plan.index}", "-c:v", "copy"]
+    if plan.mode == "copy":
+        args += ["-c:a", "copy", "-copypriorss:a", "1"]
+    else:
+        args += ["-af", _exact_audio_filter(plan), "-c:a", "aac", "-b:a", AUDIO_BITRATE]
+    ffmpeg.run(ffmpeg.find_ffmpeg(), args + ["-movflags", "+faststart", "-f", "mp4", "-y",
+                                             str(out)],
+               f"putting the sound of {original} to the video mencoder made", folder=out.parent)
 
 
 # --- stage 3 ---------------------------------------------------------------------------

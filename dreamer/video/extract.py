@@ -153,12 +153,13 @@ def _mplayer_string(value: str) -> str:
     return f"%{len(value.encode())}%{value}"
 
 
-def mplayer_extract_cmd(exe: str, video: Path, image_type: str, folder: Path) -> list[str]:
+def mplayer_extract_cmd(exe: str, video: Path, image_type: str) -> list[str]:
+    """mplayer writing the frames into the folder it runs in: given a folder by its full
+    path, Debian's mplayer writes nothing at all once that path passes about 90 bytes."""
     vo = "png:z=6" if image_type == "png" else "jpeg:quality=95"
-    outdir = _mplayer_string(str(folder.absolute()))
     # mplayer's png/jpeg outputs name frames 00000001.png ..., exactly our numbering.
-    return [exe, "-really-quiet", "-nosound", "-benchmark", "-vo", f"{vo}:outdir={outdir}",
-            str(video.absolute())]
+    return [exe, "-really-quiet", "-nosound", "-benchmark", "-vo",
+            f"{vo}:outdir={_mplayer_string('.')}", str(video.absolute())]
 
 
 # --- stage 1 ---------------------------------------------------------------------------
@@ -199,8 +200,8 @@ def _extract_into(work: Path, exe: str, video: Path, info: VideoInfo, image_type
     returns the record."""
     frames_dir = work.parent
     if tool == "mplayer":
-        ffmpeg.run_tool(mplayer_extract_cmd(exe, video, image_type, work),
-                        f"extracting frames from {video}")
+        ffmpeg.run_tool(mplayer_extract_cmd(exe, video, image_type),
+                        f"extracting frames from {video}", cwd=work)
     else:
         ffmpeg.run(exe, _extract_args(exe, info, image_type, work),
                    f"extracting frames from {video}", progress=True, folder=frames_dir)

@@ -258,18 +258,19 @@ def _pump(stream, tail: deque, what: str) -> None:
 
 
 def run_tool(cmd: list[str], what: str, *, stdout: bool = False,
-             progress: bool = False, folder: Path | None = None) -> bytes:
+             progress: bool = False, folder: Path | None = None,
+             cwd: Path | None = None) -> bytes:
     """Runs an argument list (never a shell), logs it, and turns failure into FFmpegError.
 
     `what` completes "... failed": e.g. "extracting frames from x.mp4".
     `progress` shows ffmpeg's `-stats` (see _pump); stdout is returned if asked.
-    `folder` is where the output goes, named when the disk is full.
+    `folder` is where the output goes, named when the disk is full; `cwd`, where it runs.
     """
     log.debug("running: %s", shlex.join(cmd))
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, **child_options())
+                                stderr=subprocess.PIPE, cwd=cwd, **child_options())
     except OSError as e:
         raise DreamerError(f"cannot run {cmd[0]}: {e.strerror}; reinstall it or choose "
                            "another tool") from None
