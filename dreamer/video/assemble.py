@@ -233,7 +233,17 @@ def plan_audio(info: VideoInfo, start: Fraction, duration: Fraction,
     packet = (info.audio_packet or Fraction(PACKET_SAMPLES["aac"], rate)) if mode == "copy" \
         else Fraction(PACKET_SAMPLES["aac"], rate)
     return AudioPlan(mode, start, duration, info.audio_index, info.sample_rate,
-                     packet=packet)
+                     packet=packet, note=_padding_note(info, start, duration))
+
+
+def _padding_note(info: VideoInfo, start: Fraction, duration: Fraction) -> str | None:
+    """A sound that ends more than a second before the frames do is padded with silence:
+    said, since it usually means the original is not the film the frames came from."""
+    silent = start + duration - info.audio_end
+    if silent <= 1:
+        return None
+    return (f"{info.path.name}'s sound ends {float(silent):.1f} s before the frames do: the "
+            "rest of the video is silent; is it the film these frames came from?")
 
 
 def _exact_audio_filter(plan: AudioPlan) -> str:

@@ -974,6 +974,17 @@ def test_plan_audio_copies_only_what_it_can_cut_and_cover():
     assert silent.mode == "none" and "no audio" in silent.note
 
 
+def test_a_sound_that_ends_long_before_the_frames_is_said():
+    """The wrong original (a shorter film): the video would be silent after its end."""
+    assert assemble.plan_audio(_info(), Fraction(0), Fraction(3)).note is None
+    assert assemble.plan_audio(_info(audio_end=Fraction(5, 2)), Fraction(0), Fraction(3)).note \
+        is None  # half a second short: a film's own sound may end so
+    plan = assemble.plan_audio(_info(audio_end=Fraction(1)), Fraction(0), Fraction(3))
+    assert plan.mode == "aac" and plan.note == (
+        "v.mp4's sound ends 2.0 s before the frames do: the rest of the video is silent; is "
+        "it the film these frames came from?")
+
+
 def test_ffmpeg_flags_follow_the_version(monkeypatch):
     for version, flag in (((4, 4), "-vsync"), ((5, 0), "-vsync"), ((5, 1), "-fps_mode"),
                           ((9, 0), "-fps_mode"), (None, "-fps_mode")):
