@@ -13,11 +13,11 @@ from dreamer.config import DreamConfig
 from dreamer.errors import DreamerError, Interrupted
 from dreamer.run import resume
 from dreamer.run.folders import created_by_run
-from dreamer.run.manifest import Manifest, describe, run_record
+from dreamer.run.manifest import JOURNAL_NAME, MANIFEST_NAME, Manifest, describe, run_record
 from dreamer.run.prepare import Prepared
 from dreamer.run.progress import Progress, Timer
 from dreamer.run.writer import FrameWriter
-from dreamer.video.frames import FrameSet, remove_empty
+from dreamer.video.frames import FRAME_RE, FrameSet, remove_empty
 
 
 @dataclass
@@ -47,8 +47,19 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     try:
         return _dream(config, argv, progress)
     except BaseException:
-        remove_empty(created)  # a refused run leaves nothing behind
+        if created:  # a refused or failed run leaves no folder it made for nothing
+            forget_empty_run(Path(config.output))
+        remove_empty(created)
         raise
+
+
+def forget_empty_run(output: Path) -> None:
+    """The manifest of a run that wrote no frame, in a folder it made itself: nothing
+    in it documents anything, and it would keep the folder."""
+    if not output.is_dir() or any(FRAME_RE.match(p.name) for p in output.iterdir()):
+        return
+    for name in (MANIFEST_NAME, JOURNAL_NAME):
+        (output / name).unlink(missing_ok=True)
 
 
 def _dream(config: DreamConfig, argv: list[str] | None, progress: Progress | None):

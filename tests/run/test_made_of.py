@@ -128,3 +128,16 @@ def test_a_refused_run_leaves_no_folder_and_no_lock(films, tiny_model):
     out = films / "new" / "out"
     r = here(dream_cmd(films / "a", out, tiny_model, "-l", "no_such_layer"))
     assert r.returncode == 2 and not (films / "new").exists()
+
+
+def test_a_run_failing_at_its_first_frame_leaves_no_folder_behind(films, tiny_model,
+                                                                  monkeypatch):
+    from dreamer.run.frame import FrameDreamer
+
+    def fails(self, k, state):
+        raise DreamerError("the guide's frame cannot be read")
+    monkeypatch.setattr(FrameDreamer, "dream", fails)
+    out = films / "new" / "out"
+    r = here(dream_cmd(films / "a", out, tiny_model, "--seed", 1))
+    assert r.returncode == 2 and "frame 1: the guide's frame" in r.stderr, r.stderr
+    assert not (films / "new").exists()
