@@ -14,7 +14,8 @@ from PIL import Image, UnidentifiedImageError
 from dreamer.errors import DreamerError
 
 
-def _reason(e: Exception) -> str:
+def reason(e: Exception) -> str:
+    """An exception's first line (its type's name when it has none), for a message."""
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
@@ -33,7 +34,7 @@ def open_image(path: Path) -> Image.Image:
         try:
             return Image.open(path)
         except Image.DecompressionBombError as e:
-            raise DreamerError(f"image {path} claims to be too large to read ({_reason(e)}); "
+            raise DreamerError(f"image {path} claims to be too large to read ({reason(e)}); "
                                "it is damaged or not a real image: replace it") from None
 
 
@@ -45,7 +46,7 @@ def read_image(path: Path, size: tuple[int, int] | None = None,
         with open_image(path) as img:
             rgb = rgb8(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise DreamerError(f"cannot read image {path}: {_reason(e)}; {fix}") from None
+        raise DreamerError(f"cannot read image {path}: {reason(e)}; {fix}") from None
     if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
         rgb = np.array(Image.fromarray(rgb).resize(tuple(size), Image.LANCZOS))
     return np.ascontiguousarray(rgb, dtype=np.uint8)

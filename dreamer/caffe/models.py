@@ -119,11 +119,8 @@ def resolve(model_path: str | None, model_name: str, prototxt: str) -> tuple[Pat
 
 
 def sha1_file(path: Path) -> str:
-    h = hashlib.sha1()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 class _Bar:

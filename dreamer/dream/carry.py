@@ -26,9 +26,6 @@ import torch
 
 from dreamer.dream import flow as flowlib
 
-CARRY_MODES = ("dream", "residual")
-
-
 def zoomed_flow(backward: np.ndarray, zoom: float) -> np.ndarray:
     """The flow that samples zoom(image)(x + w(x)) from the unzoomed image: zoom by z
     about the centre c samples the image at c + (p - c) / z (transforms.zoom's geometry)."""

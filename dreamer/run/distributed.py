@@ -78,7 +78,7 @@ class RayEngine:
     def open(self, run: Prepared, manifest, seed: int, progress: Progress) -> None:
         """Joins (or starts) Ray; a cluster that cannot place the workers is refused
         before anything is printed."""
-        self.run, self.manifest, self.seed, self.done = run, manifest, seed, set()
+        self.run, self.manifest, self.seed = run, manifest, seed
         connect(self.ray, self.address)
         self.connected = True
         self.resources = worker_resources(self.ray, self.config.workers, self.config.gpu)

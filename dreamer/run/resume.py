@@ -69,7 +69,6 @@ class Plan:
     seed: int
     start: int | None          # first frame to dream; None when the range is all done
     seed_source: str           # "given", "resumed" or "drawn"
-    done_before: int           # frames at the start of the range already done
     done: frozenset[int] = frozenset()  # every frame of the range already done
 
 
@@ -107,8 +106,7 @@ def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int |
     if overwrite:
         same = set()
     start = next((k for k in frames.numbers if k not in same), None)
-    done_before = (start if start is not None else frames.last + 1) - frames.first
-    return Plan(seed, start, source, done_before, frozenset(same))
+    return Plan(seed, start, source, frozenset(same))
 
 
 def _check_made_of(frames: FrameSet, output: Path, done: dict, records: dict,

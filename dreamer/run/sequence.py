@@ -45,11 +45,9 @@ def dream_sequence(config: DreamConfig, argv: list[str] | None = None,
     DreamerError (Interrupted on Ctrl-C) with one line that says what is complete."""
     created = created_by_run(config.output) if config.output is not None else []
     try:
-        return _dream(config, argv, progress)
+        return _dream(config, argv, progress, made_output=bool(created))
     except BaseException:
-        if created:  # a refused or failed run leaves no folder it made for nothing
-            forget_empty_run(Path(config.output))
-        remove_empty(created)
+        remove_empty(created)  # a refused or failed run leaves no folder it made
         raise
 
 
@@ -62,11 +60,16 @@ def forget_empty_run(output: Path) -> None:
         (output / name).unlink(missing_ok=True)
 
 
-def _dream(config: DreamConfig, argv: list[str] | None, progress: Progress | None):
+def _dream(config: DreamConfig, argv: list[str] | None, progress: Progress | None,
+           made_output: bool):
     engine = engine_for(config)
     run = engine.prepare()  # (it holds the output folder's lock)
     try:
         return _plan_and_dream(engine, run, config, argv, progress)
+    except BaseException:
+        if made_output:  # (while the lock is held: no other run is in it)
+            forget_empty_run(run.output)
+        raise
     finally:
         run.lock.release()
 

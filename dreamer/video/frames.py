@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dreamer.errors import DreamerError
-from dreamer.image import open_image, read_image
+from dreamer.image import open_image, read_image, reason
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -71,17 +71,6 @@ def numbered_files(folder: str | Path) -> dict[int, Path]:
     found = numbered_frames(folder)
     image_type = the_one_type(folder, found, "move one kind away")
     return {k: folder / frame_name(k, image_type) for k in sorted(found[image_type])}
-
-
-def numbered_paths(paths) -> dict[int, Path]:
-    """{frame number: file} of a list of numbered frame files."""
-    out = {}
-    for p in map(Path, paths):
-        m = FRAME_RE.match(p.name)
-        if not m:
-            raise DreamerError(f"{p} is not a numbered frame (00000001.png ...)")
-        out[int(m.group(1))] = p
-    return out
 
 
 def the_one_type(folder: Path, found: dict[str, set[int]], how_to_choose: str) -> str:
@@ -190,7 +179,7 @@ def common_size(frames: FrameSet) -> tuple[int, int]:
             with open_image(path) as img:
                 size = img.size
         except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DreamerError(f"cannot read frame {path}: {_reason(e)}; re-extract the "
+            raise DreamerError(f"cannot read frame {path}: {reason(e)}; re-extract the "
                                "frames") from None
         if sizes and size not in sizes:
             (w, h), = sizes
@@ -201,10 +190,6 @@ def common_size(frames: FrameSet) -> tuple[int, int]:
     (size,) = sizes
     read_frame(frames.path(frames.first))
     return size
-
-
-def _reason(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def preview_size(width: int, height: int, preview: int) -> tuple[int, int]:

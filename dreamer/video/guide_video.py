@@ -100,11 +100,8 @@ def verified(folder: Path) -> list[Path] | None:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _decode_into(exe: str, info: ffmpeg.VideoInfo, rate: Fraction, most: int,

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from dreamer.dream import flicker
 from dreamer.errors import DreamerError
-from dreamer.video.frames import numbered_files, numbered_paths
+from dreamer.video.frames import FRAME_RE, numbered_files
 
 H, W = 48, 64
 
@@ -81,7 +81,9 @@ def measure(original, dreamed) -> flicker.Report:
 def as_frames(frames):
     if isinstance(frames, Path):
         return numbered_files(frames)
-    return numbered_paths(frames) if isinstance(frames, list) else frames
+    if isinstance(frames, list):  # numbered frame files
+        return {int(FRAME_RE.match(p.name)[1]): p for p in frames}
+    return frames
 
 
 def clip_paths(folder: Path) -> list[Path]:
