@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dreamer.config import DreamConfig
 from dreamer.errors import DreamerError
-from dreamer.run import resume
+from dreamer.run import reaper, resume
 from dreamer.run.prepare import Prepared, prepare
 from dreamer.run.progress import Progress
 from dreamer.run.warmup import Piece, auto_start, fixed_start, kept_share, plan_pieces
@@ -79,7 +79,7 @@ class RayEngine:
         """Joins (or starts) Ray; a cluster that cannot place the workers is refused
         before anything is printed."""
         self.run, self.manifest, self.seed = run, manifest, seed
-        connect(self.ray, self.address)
+        self.reaper = connect(self.ray, self.address)
         self.connected = True
         self.resources = worker_resources(self.ray, self.config.workers, self.config.gpu)
 
@@ -97,6 +97,7 @@ class RayEngine:
     def close(self) -> None:
         if self.connected:
             _shutdown(self.ray)
+            self.reaper.close()
 
     def device_name(self, run: Prepared) -> str:
         return "cpu" if self.config.gpu is None else "cuda"
@@ -171,15 +172,20 @@ def _shutdown(ray) -> None:
         pass
 
 
-def connect(ray, address: str | None) -> None:
-    """Joins the Ray cluster at `address`, or starts one on this machine (None); Ray's
-    own logging stays in its log files."""
+def connect(ray, address: str | None) -> Reaper:
+    """Joins the Ray cluster at `address`, or starts one on this machine (None, with a
+    reaper that takes it down should the run be killed); Ray's own logging stays in its
+    log files."""
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
     if address is None:
         quiet["include_dashboard"] = False  # (only a new cluster takes this)
     handlers = _signal_handlers()
+    before = reaper.children()
     try:
         ray.init(address=address, **quiet)
+    except KeyboardInterrupt:  # a Ctrl-C while Ray starts: what it started goes with it
+        reaper.reap(reaper.started_since(before))
+        raise
     except Exception as e:  # noqa: BLE001 - Ray raises several types for one cause
         if address is None:
             raise DreamerError(f"could not start Ray on this machine ({_first_line(e)}); "
@@ -190,6 +196,7 @@ def connect(ray, address: str | None) -> None:
                            "machine") from None
     finally:
         _restore(handlers)
+    return reaper.Reaper.start(before) if address is None else reaper.Reaper(None)
 
 
 def _signal_handlers() -> dict:

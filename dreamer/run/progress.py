@@ -5,8 +5,11 @@ carriage returns or bar characters, so a log stays readable and grep-able:
 
     frame 00000012 done: 12/120 frames, 2.31 s/frame, ETA 4m09s
 
-Both give the seconds a frame and the ETA from the mean of the last frames: the first frame
-includes warm-up (loading the net, the first kernels), so a mean since the start would lie.
+Both give the seconds a frame and the ETA from the mean of the last 50 frames, leaving out the
+run's first frames while they took over three times the window's median: those include the
+warm-up (loading the net, the first kernels), so a mean with them would lie. The window is
+long because frames differ in cost (a layer loop dreams each layer in turn; N workers deliver
+their frames in bursts): the mean of a few swung the ETA by a factor of two.
 """
 from __future__ import annotations
 
@@ -62,7 +65,8 @@ class Progress:
     (`info`) at verbosity levels: nothing at verbose 0; at 1 the bar or the per-frame lines
     and the run's messages; -v 2 lines (one per octave) pass level=2."""
 
-    WINDOW = 10
+    WINDOW = 50
+    WARM_UP = 3.0  # a first frame this many times the median is warm-up, not the pace
 
     def __init__(self, total: int, verbose: int = 1, stream=None):
         self.total, self.verbose = total, verbose
@@ -70,6 +74,7 @@ class Progress:
         self.done = 0
         self.last: int | None = None
         self.recent: deque[float] = deque(maxlen=self.WINDOW)
+        self.warming = True
         self.tty = bool(getattr(self.stream, "isatty", None) and self.stream.isatty())
         self.started = time.time()
         self._bar: _Bar | None = None  # drawn at the first frame, as the old bar was
@@ -77,6 +82,15 @@ class Progress:
 
     def seconds_per_frame(self) -> float | None:
         return sum(self.recent) / len(self.recent) if self.recent else None
+
+    def _drop_warm_up(self) -> None:
+        """Leaves out the run's first frames while they are far above the median; decided
+        for good once five frames are in (fewer cannot tell warm-up from the pace)."""
+        laps = self.recent
+        median = sorted(laps)[len(laps) // 2]
+        while len(laps) > 1 and laps[0] > self.WARM_UP * median:
+            laps.popleft()
+        self.warming = len(laps) < 5
 
     def eta_seconds(self) -> float | None:
         per = self.seconds_per_frame()
@@ -86,6 +100,8 @@ class Progress:
         self.done += 1
         self.last = k
         self.recent.append(seconds)
+        if self.warming:
+            self._drop_warm_up()
         if self.verbose < 1:
             return
         if self.tty and not self.closed:
