@@ -91,6 +91,8 @@ class Setting:
         """A value as typed: a number of the setting's kind or, for a schedulable one,
         the schedule's text (checked by `validate`, which can name the frame). Raises
         ValueError with the reason."""
+        if self.kind is tuple:
+            return _triple(text)
         if not self.numeric:
             return text
         word = "whole number" if self.kind is int else "number"
@@ -132,6 +134,18 @@ class Setting:
             rule = self.bounds(low=not above, high=above)
         return DreamerError(f"{self.name or self.flag} must be {rule} "
                             f"(got {_shown(value)}{where}){hint}")
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    """Three numbers written B,G,R (spaces allowed)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ValueError(f"'{shorten(text)}' is not three numbers B,G,R (e.g. 104,116,122)")
+    return values
 
 
 def finite(value) -> bool:
@@ -184,13 +198,17 @@ class DreamConfig:
         help="dream on CUDA device N (default: the CPU; --gpu alone means 0)")
     model_path: str | None = setting(
         None, "-t", "--model_path", group="model",
-        help="folder holding deploy.prototxt and the caffemodel (default: search "
+        help="folder holding the deploy file and the caffemodel (default: search "
              "$DREAMER_MODELS/<model>, the cache ~/.cache/dreamer/models/<model>, then the "
              "original's ../caffe/models/bvlc_googlenet/)")
-    model_name: str = setting("bvlc_googlenet.caffemodel", "-m", "--model_name", group="model",
-                              help="the caffemodel's file name (default: %(default)s)")
-    prototxt: str = setting("deploy.prototxt", group="model",
-                            help="the deploy file inside the model folder")
+    model_name: str = setting(
+        "bvlc_googlenet.caffemodel", "-m", "--model_name", group="model",
+        help="the caffemodel's file name, or a model's name from `dreamvideo models list` "
+             "(default: %(default)s; with -t, else the folder's one .caffemodel)")
+    prototxt: str | None = setting(
+        None, "--prototxt", group="model", metavar="FILE",
+        help="the deploy file (default: deploy.prototxt in the model folder, else the "
+             "folder's one *.prototxt or *.protxt)")
     preview: int = setting(
         0, "-p", "--preview", group="frames", kind=int, low=0, high=MAX_WIDTH, cap=True,
         keyed=True, name="preview width", hint="0 is off",
@@ -273,8 +291,10 @@ class DreamConfig:
         help="GPU: compile the net for each octave size, with CUDA graphs; the first frames "
              "take minutes longer, every later one less time")
     mean: tuple[float, float, float] = setting(
-        BGR_MEAN, group="model", keyed=True,
-        help="the B,G,R mean subtracted before the net (the original's 104, 116, 122)")
+        BGR_MEAN, "--mean", group="model", kind=tuple, keyed=True, low=0, high=255,
+        metavar="B,G,R", name="--mean",
+        help="the B,G,R mean subtracted before the net (default: the original's 104,116,122;"
+             " the model's own, e.g. 103.939,116.779,123.68 for VGG)")
     flow: bool = setting(
         False, "--flow", group="film", kind=bool, keyed=True,
         help="carry the previous dream along the film's motion (optical flow), so the "
@@ -401,6 +421,11 @@ def validate(config: DreamConfig, first: int | None = None, last: int | None = N
                                    f"{'whole ' if s.kind is int else ''}number")
             if not s.within(value):  # (a schedulable one's plain number too, huge or NaN)
                 raise s.out_of_bounds(value)
+        if s.kind is tuple and not (isinstance(value, tuple) and len(value) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and s.within(v)
+                for v in value)):
+            raise DreamerError(f"{s.flag} must be three numbers B,G,R, each {s.bounds()} "
+                               f"(got {shorten(repr(value))})")
     if not config.layers:
         raise DreamerError("no layers given; name at least one with -l")
     config.layer_schedule  # parsed: a bad layer schedule is refused here

@@ -1,8 +1,10 @@
-"""The Caffe model zoo models DeepDreamVideo knows: where to get them, how to check
-them, and where to find them on disk.
+"""Finding a model's files on disk, and downloading and checking the registry's models
+(dreamer/caffe/registry.py).
 
 Search order for the model a run uses: explicit -t/--model_path, then $DREAMER_MODELS,
-then the user cache, then the original's ../caffe/models/<name>/.
+then the user cache, then the original's ../caffe/models/<name>/. In a folder, the deploy
+file is deploy.prototxt, else the folder's one *.prototxt / *.protxt (the zoo names them
+ResNet-50-deploy.prototxt, deploy_places205.protxt, ...); --prototxt names it outright.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import sys
 import tarfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from dreamer.caffe.registry import MODELS, ModelInfo
 from dreamer.errors import DreamerError
 
 CHUNK = 1 << 16
@@ -27,45 +29,6 @@ class DownloadError(DreamerError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str                 # folder name, as in caffe/models/<name>/
-    caffemodel: str           # weights file name inside the folder
-    prototxt: str             # deploy net file name inside the folder
-    weights_url: str
-    weights_sha1: str         # of the downloaded file, as the model zoo's script checks it
-    prototxt_url: str | None  # None: the prototxt comes inside the weights archive
-    archive: dict | None = None  # archive member -> file name, when weights_url is a tarball
-    about: str = ""
-
-    @property
-    def download_name(self) -> str:
-        """The file the download itself gives (the archive, or the weights)."""
-        return Path(self.weights_url).name if self.archive else self.caffemodel
-
-
-MODELS = {m.name: m for m in (
-    ModelInfo(
-        name="bvlc_googlenet", caffemodel="bvlc_googlenet.caffemodel",
-        prototxt="deploy.prototxt",
-        weights_url="http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel",
-        weights_sha1="405fc5acd08a3bb12de8ee5e23a96bec22f08204",
-        prototxt_url="https://raw.githubusercontent.com/BVLC/caffe/master/models/"
-                     "bvlc_googlenet/deploy.prototxt",
-        about="GoogLeNet on ImageNet (the default: dogs, eyes, pagodas)"),
-    ModelInfo(
-        name="places205-googlenet", caffemodel="googlelet_places205_train_iter_2400000.caffemodel",
-        prototxt="deploy_places205.protxt",
-        weights_url="http://places.csail.mit.edu/model/googlenet_places205.tar.gz",
-        weights_sha1="d767debf686fa15df1e05fbc9b4598076127134a",
-        prototxt_url=None,
-        archive={"googlenet_places205/googlelet_places205_train_iter_2400000.caffemodel":
-                 "googlelet_places205_train_iter_2400000.caffemodel",
-                 "googlenet_places205/deploy_places205.protxt": "deploy_places205.protxt"},
-        about="GoogLeNet on Places205 (buildings, landscapes)"),
-)}
 
 
 def cache_dir() -> Path:
@@ -87,35 +50,82 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+DEFAULT_WEIGHTS = "bvlc_googlenet.caffemodel"
+NOT_DEPLOY = ("solver", "train_val", "train_test", "train.")  # a zoo folder's other nets
+
+
 def info_for_weights(caffemodel: str) -> ModelInfo | None:
     return next((m for m in MODELS.values() if m.caffemodel == caffemodel), None)
 
 
 def get_info(name: str) -> ModelInfo:
     if name not in MODELS:
-        raise DreamerError(f"unknown model '{name}'; known models: {', '.join(MODELS)}")
+        raise DreamerError(f"unknown model '{name}'; known models: {', '.join(MODELS)} "
+                           "(`dreamvideo models list`)")
     return MODELS[name]
 
 
-def resolve(model_path: str | None, model_name: str, prototxt: str) -> tuple[Path, Path]:
-    """(deploy prototxt, caffemodel) for a run: an explicit folder wins, else the search."""
+def deploy_file(folder: Path, prototxt: str | None = None) -> Path:
+    """The deploy net of a model folder: `prototxt` if given (a path, or a name inside
+    the folder), else deploy.prototxt, else the folder's one *.prototxt / *.protxt
+    (solvers and training nets left out)."""
+    if prototxt:
+        inside = folder / prototxt
+        return inside if inside.is_file() or not Path(prototxt).is_file() else Path(prototxt)
+    if (folder / "deploy.prototxt").is_file():
+        return folder / "deploy.prototxt"
+    found = sorted(p for p in [*folder.glob("*.prototxt"), *folder.glob("*.protxt")]
+                   if p.is_file()
+                   and not p.name.lower().startswith(NOT_DEPLOY))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DreamerError(f"no deploy file in {folder} (no deploy.prototxt, no *.prototxt or "
+                           "*.protxt); put the model's deploy net there, or name it with "
+                           "--prototxt FILE")
+    raise DreamerError(f"{folder} holds several deploy files ({', '.join(p.name for p in found)})"
+                       "; pick one with --prototxt NAME")
+
+
+def weights_file(folder: Path, model_name: str) -> Path:
+    """The caffemodel of a model folder: `model_name` in it, or, while -m is left at its
+    default, the folder's one *.caffemodel."""
+    named = folder / model_name
+    if named.is_file() or model_name != DEFAULT_WEIGHTS:
+        return named
+    found = sorted(p for p in folder.glob("*.caffemodel") if p.is_file())
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise DreamerError(f"{folder} holds several caffemodels "
+                           f"({', '.join(p.name for p in found)}); pick one with -m NAME")
+    return named  # missing: load_net says so, naming -t and -m
+
+
+def resolve(model_path: str | None, model_name: str,
+            prototxt: str | None = None) -> tuple[Path, Path]:
+    """(deploy prototxt, caffemodel) for a run: an explicit folder wins, else the search;
+    `model_name` is a caffemodel's file name or a registry model's name."""
     if model_path is not None:
         folder = Path(model_path)
-        return folder / prototxt, folder / model_name
-    info = info_for_weights(model_name)
+        if not folder.is_dir():
+            raise DreamerError(f"model folder {folder} does not exist; point -t/--model_path "
+                               "at the folder holding the deploy file and the caffemodel")
+        return deploy_file(folder, prototxt), weights_file(folder, model_name)
+    info = MODELS.get(model_name) or info_for_weights(model_name)
+    weights = info.caffemodel if info else model_name
     folder_name = info.name if info else Path(model_name).stem
-    prototxt_names = [prototxt] + ([info.prototxt] if info else [])
     for base in search_dirs():
         folder = base / folder_name
-        if (folder / model_name).is_file():
-            for name in prototxt_names:
-                if (folder / name).is_file():
-                    return folder / name, folder / model_name
+        if (folder / weights).is_file():
+            preferred = prototxt or (info.prototxt if info and not
+                                     (folder / "deploy.prototxt").is_file() else None)
+            return deploy_file(folder, preferred), folder / weights
     looked = ", ".join(str(d / folder_name) for d in search_dirs())
     hint = (f"download it with `dreamvideo models download {info.name}`" if info
             else "put it in one of those folders")
     raise DreamerError(f"model {model_name} not found (looked in {looked}); {hint}, or "
-                       "point -t/--model_path at the folder holding it and deploy.prototxt")
+                       "point -t/--model_path at the folder holding it and its deploy file")
 
 
 def sha1_file(path: Path) -> str:
@@ -206,28 +216,45 @@ def _extract(archive: Path, members: dict, folder: Path) -> None:
 
 
 def download(info: ModelInfo, base: Path | None = None, quiet: bool = False) -> Path:
-    """Fetches a model into base/<name>/ (default: download_dir()), checked by sha1."""
+    """Fetches a model into base/<name>/ (default: download_dir()), checked by sha1 (a
+    model with none published gets its sha1 recorded at this first download)."""
     folder = (base or download_dir()) / info.name
     folder.mkdir(parents=True, exist_ok=True)
     fetched = folder / info.download_name
     if fetched.exists():
-        digest = sha1_file(fetched)
-        if digest != info.weights_sha1:
-            raise DreamerError(f"{fetched} is already there but its sha1 is {digest}, not the "
-                               f"official {info.weights_sha1}; it is left as it is: move it "
-                               "away and run the download again")
-    else:
+        ok, text = check(info, fetched)
+        if not ok:
+            raise DreamerError(text + "; it is left as it is")
+    if info.prototxt_url and not (folder / info.prototxt).exists():
+        _fetch_prototxt(info, folder, quiet)
+    if not fetched.exists():
+        if not info.weights_url:
+            raise DreamerError(f"{info.name}'s weights are offered only on a web page: "
+                               f"download {info.caffemodel} from {info.page} into {folder}, "
+                               f"then run `dreamvideo models verify {info.name}`")
         _download_checked(info, fetched, folder, quiet)
     if info.archive:
         _extract(fetched, info.archive, folder)
-    if info.prototxt_url and not (folder / info.prototxt).exists():
-        prototxt = folder / info.prototxt
-        fetch(info.prototxt_url, prototxt, f"{info.name} prototxt", quiet=quiet).replace(prototxt)
     return folder
 
 
+def _fetch_prototxt(info: ModelInfo, folder: Path, quiet: bool) -> None:
+    prototxt = folder / info.prototxt
+    part = fetch(info.prototxt_url, prototxt, f"{info.name} deploy file", quiet=quiet)
+    if info.prototxt_sha256:
+        with open(part, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != info.prototxt_sha256:
+            bad = prototxt.with_name(prototxt.name + ".bad")
+            part.replace(bad)
+            raise DreamerError(f"the downloaded {prototxt.name} has sha256 {digest}, not the "
+                               f"published file's {info.prototxt_sha256} (kept as {bad.name});"
+                               " run the download again")
+    part.replace(prototxt)
+
+
 def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool) -> None:
-    """Downloads the weights; only a file with the official checksum gets the real name."""
+    """Downloads the weights; only a file with the right checksum gets the real name."""
     try:
         part = fetch(info.weights_url, fetched, info.name, quiet=quiet)
     except DownloadError:
@@ -235,7 +262,9 @@ def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool)
             folder.rmdir()  # leave no empty model folder behind
         raise
     digest = sha1_file(part)
-    if digest != info.weights_sha1:
+    if info.weights_sha1 is None:
+        _record(fetched, digest)
+    elif digest != info.weights_sha1:
         bad = fetched.with_name(fetched.name + ".bad")
         part.replace(bad)
         raise DreamerError(f"the downloaded {fetched.name} has sha1 {digest}, expected "
@@ -244,16 +273,45 @@ def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool)
     part.replace(fetched)
 
 
+def recorded_sha1(fetched: Path) -> Path:
+    return fetched.with_name(fetched.name + ".sha1")
+
+
+def _record(fetched: Path, digest: str) -> None:
+    record = recorded_sha1(fetched)
+    part = record.with_name(record.name + ".part")
+    part.write_text(f"{digest}  {fetched.name}\n")
+    part.replace(record)
+
+
+def check(info: ModelInfo, fetched: Path) -> tuple[bool, str]:
+    """Holds a model's file to its published sha1, else to the one recorded at its first
+    download (recording it now if there is none: from here on it cannot change unseen)."""
+    digest = sha1_file(fetched)
+    if info.weights_sha1 is not None:
+        if digest == info.weights_sha1:
+            return True, f"{info.name}: OK ({fetched}, sha1 {digest}, as published)"
+        return False, (f"{info.name}: {fetched} has sha1 {digest}, not the published "
+                       f"{info.weights_sha1}; it is not that model's file (or it is damaged): "
+                       "move it away and download again")
+    record = recorded_sha1(fetched)
+    if not record.is_file():
+        _record(fetched, digest)
+        return True, (f"{info.name}: no published checksum; sha1 {digest} of {fetched} is "
+                      f"recorded in {record.name}, and later checks hold the file to it")
+    want = record.read_text().split()[0] if record.read_text().split() else ""
+    if digest == want:
+        return True, (f"{info.name}: OK ({fetched}, sha1 {digest}, as recorded at its "
+                      "first download; none is published)")
+    return False, (f"{info.name}: {fetched} has sha1 {digest}, not {want} recorded at its "
+                   f"first download; it changed since: move it away and download again")
+
+
 def verify(info: ModelInfo, base: Path | None = None) -> tuple[bool, str]:
-    """Checks a downloaded model's file against the official checksum."""
+    """Checks a downloaded model's file (see `check`)."""
     for folder in ([base / info.name] if base else [d / info.name for d in search_dirs()]):
         fetched = folder / info.download_name
         if fetched.is_file():
-            digest = sha1_file(fetched)
-            if digest == info.weights_sha1:
-                return True, f"{info.name}: OK ({fetched}, sha1 {digest})"
-            return False, (f"{info.name}: {fetched} has sha1 {digest}, not the official "
-                           f"{info.weights_sha1}; it is not the model zoo's file (or it is "
-                           "damaged): move it away and download again")
+            return check(info, fetched)
     return False, (f"{info.name}: not downloaded; run `dreamvideo models download {info.name}` "
                    f"(or put {info.caffemodel} into {download_dir() / info.name})")

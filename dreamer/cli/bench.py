@@ -324,7 +324,7 @@ def _setup(args: argparse.Namespace):
     """(device, prototxt, caffemodel, net) as the arguments ask, the backend configured."""
     device = pick_device(args.gpu)
     threads.configure(device, args.precision, threads=args.threads)
-    prototxt, caffemodel = models.resolve(args.model_path, args.model_name, "deploy.prototxt")
+    prototxt, caffemodel = models.resolve(args.model_path, args.model_name, args.prototxt)
     return device, prototxt, caffemodel, load_net(prototxt, caffemodel).to(device)
 
 

@@ -40,12 +40,12 @@ def argparse_options(name: str, s: Setting) -> dict:
     value = default(name)
     if s.kind is bool:
         return {"action": "store_true", "help": s.help}
-    options = {"default": list(value) if isinstance(value, tuple) else value,
+    options = {"default": list(value) if isinstance(value, tuple) and s.nargs else value,
                "help": ("* " if s.schedule else "") + s.help,
                "metavar": s.metavar or (s.long or name).upper().replace("-", "_")}
     if s.choices:
         options.update(choices=s.choices, metavar=None)
-    if s.numeric:
+    if s.numeric or s.kind is tuple:
         options["type"] = _typed(s)
     for key in ("nargs", "const"):
         if getattr(s, key) is not None:
@@ -60,7 +60,7 @@ def _typed(s: Setting):
             return s.parse(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = "whole number" if s.kind is int else "number"
+    parse.__name__ = {int: "whole number", float: "number"}.get(s.kind, "value")
     return parse
 
 

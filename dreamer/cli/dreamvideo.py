@@ -17,7 +17,8 @@ USAGE = """usage: dreamvideo COMMAND [ARGS...]
   assemble  stage 3: frames + original audio -> video (as ./3_frames2movie.sh)
   gif       frames -> palette GIF (as ./frames2gif.sh)
   all       all three stages on a video in one go
-  models    list | download NAME | verify NAME: the Caffe models
+  models    list [-v] | download NAME | verify NAME: the Caffe models
+  layers    [MODEL] [IMAGE]: the layers a dream can end at (--sheet OUT.png: dream each)
   bench     speed benchmark (s/frame, GFLOP/s, memory; --quick)
   demo      build a sample clip, dream it, write demo/*_done.mp4 and a contact sheet
   doctor    which ffmpeg, CPU and compiled kernels this machine runs with
@@ -45,10 +46,7 @@ def _models(argv: list[str]) -> int:
 
     action = argv[0] if argv else "list"
     if action == "list":
-        for info in models.MODELS.values():
-            print(f"{info.name:22s} {info.about}")
-            print(f"{'':22s} weights {info.weights_url} (sha1 {info.weights_sha1})")
-        print(f"models go to {models.download_dir()} ($DREAMER_MODELS overrides)")
+        _list(models, verbose="-v" in argv or "--verbose" in argv)
         return 0
     if action in ("download", "verify") and len(argv) == 2:
         info = models.get_info(argv[1])
@@ -62,6 +60,23 @@ def _models(argv: list[str]) -> int:
     print("usage: dreamvideo models list | download NAME | verify NAME "
           f"(models: {', '.join(models.MODELS)})", file=sys.stderr)
     return 2
+
+
+def _list(models, verbose: bool) -> None:
+    """Two lines a model (with -v: where it comes from, how it is checked, its licence);
+    `*` marks the ones found on this machine."""
+    for info in models.MODELS.values():
+        here = any((d / info.name / info.caffemodel).is_file() for d in models.search_dirs())
+        print(f"{'*' if here else ' '} {info.name:24s} {info.size_mb:>5g} MB  {info.about}")
+        print(f"  {'':24s} layers: {', '.join(info.layers)}")
+        if verbose:
+            checked = (f"sha1 {info.weights_sha1} ({info.sha1_source})" if info.weights_sha1
+                       else f"sha1: {info.sha1_source}")
+            print(f"  {'':24s} weights: {info.weights_url or 'by hand from ' + info.page}")
+            print(f"  {'':24s} {checked}; licence: {info.licence}")
+    print(f"* = on this machine. Models go to {models.download_dir()} ($DREAMER_MODELS "
+          "overrides); `dreamvideo models list -v` says where each comes from; dream with "
+          "one: -m NAME")
 
 
 def _load(module: str):

@@ -46,7 +46,9 @@ def page() -> str:
 def _row(name: str, s: Setting) -> str:
     flags = " ".join(f"`{f}`" for f in s.flags)
     value = default(name)
-    shown = "-" if value is None else f"`{' '.join(value) if isinstance(value, tuple) else value}`"
+    if isinstance(value, tuple):  # layers (several values), the mean (B,G,R)
+        value = ",".join(f"{v:g}" for v in value) if s.kind is tuple else " ".join(value)
+    shown = "-" if value is None else f"`{value}`"
     if s.kind is bool:
         shown = "off"
     notes = [_takes(s)]
@@ -66,7 +68,7 @@ def _takes(s: Setting) -> str:
         return "on/off"
     if s.choices:
         return " or ".join(f"`{c}`" for c in s.choices)
-    kind = {int: "whole number", float: "number"}.get(s.kind, "text")
+    kind = {int: "whole number", float: "number", tuple: "three numbers B,G,R"}.get(s.kind, "text")
     if s.nargs == "+":
         kind = "one or more names"
     if s.low is not None or s.high is not None:

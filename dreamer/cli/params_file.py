@@ -128,6 +128,8 @@ def _value(path, key: str, value, setting: Setting):
         return value
     if isinstance(value, dict):
         value = _schedule_text(path, key, value)
+    if setting.kind is tuple and isinstance(value, list):  # mean = [104, 116, 122]
+        value = ",".join(map(str, value))
     if setting.nargs in ("+", "*"):
         items = value if isinstance(value, list) else [value]
         return [_convert(path, key, v, setting) for v in items]
@@ -157,6 +159,8 @@ def _convert(path, key: str, value, setting: Setting):
     except ValueError as e:
         if setting.schedule:  # (it names the text that is neither number nor schedule)
             raise DreamerError(f"{path}: {key} = {_shown(value)}: {shorten(e, 100)}") from None
+        if setting.kind is tuple:
+            raise DreamerError(f"{path}: {key} = {_shown(value)}: {e}") from None
         kind = "a whole number" if setting.kind is int else "a number"
         raise DreamerError(f"{path}: {key} = {_shown(value)} is not {kind}") from None
 

@@ -9,7 +9,7 @@ import torch
 
 from dreamer.caffe.layers import InnerProduct
 from dreamer.caffe.net import CaffeNet, ShapeError
-from dreamer.config import DreamConfig
+from dreamer.config import MAX_OCTAVE_SCALE, DreamConfig
 from dreamer.dream import tiles, transforms
 from dreamer.errors import DreamerError
 from dreamer.video.frames import preview_size
@@ -49,15 +49,57 @@ def check_octaves(net: CaffeNet, layers, size: tuple[int, int], config: DreamCon
         larger = (f"a larger -p (-p {least} or more)" if least else
                   "larger frames" if least is None else None)
         if _misfit(net, h, w, layer) is None:
-            fix = ("use fewer octaves (-oct) or a smaller octave scale (-octs); no frame is "
-                   f"wide enough for these (it would take -p over {MAX_ADVISED_PREVIEW})"
-                   if larger is None else "use fewer octaves (-oct), a smaller octave scale "
-                   f"(-octs) or {larger}")
-            raise DreamerError(
-                f"frames of {w}x{h} are too small for {config.octave_n} octaves at scale "
-                f"{config.octave_scale:g} up to layer {layer} (the smallest octave is "
-                f"{sw}x{sh}); {fix}")
+            raise DreamerError(_octave_line(net, layer, (w, h), (sw, sh), config, larger))
         raise DreamerError(_too_small_line(sides, size, config, larger))
+
+
+def _octave_line(net: CaffeNet, end: str, size, smallest, config: DreamConfig,
+                 larger: str | None) -> str:
+    """The frames pass but the smallest octave does not: the layer that refuses it, and
+    the -oct, -octs and -p that fit."""
+    (w, h), (sw, sh) = size, smallest
+    bad = _misfit(net, sh, sw, end)
+    octaves = _most_octaves(net, end, h, w, config)
+    scale = _largest_scale(net, end, h, w, config)
+    fixes = [f"fewer octaves (-oct {octaves} fits)" if octaves else "fewer octaves (-oct)"]
+    if config.octave_n > 1:
+        fixes.append(f"a smaller octave scale (-octs {scale:.3g} fits)" if scale else
+                     "a smaller octave scale (-octs)")
+    if larger is None:
+        fixes[-1] += (f"; no frame is wide enough for these (it would take -p over "
+                      f"{MAX_ADVISED_PREVIEW})")
+    else:
+        fixes.append(larger)
+    where = ("that is less than a pixel" if min(sw, sh) < 1 else
+             f"layer {bad.name} ({bad.type}) cannot take it")
+    return (f"frames of {w}x{h} are too small for {config.octave_n} octaves at scale "
+            f"{config.octave_scale:g} up to layer {end}: the smallest octave is {sw}x{sh} "
+            f"and {where}; use " + ", ".join(fixes[:-1]) + f" or {fixes[-1]}")
+
+
+def _most_octaves(net: CaffeNet, end: str, h: int, w: int, config: DreamConfig) -> int:
+    """The most octaves (below the asked number) whose smallest passes; 0 for none."""
+    for n in range(config.octave_n - 1, 0, -1):
+        sh, sw = transforms.octave_sizes(h, w, n, config.octave_scale)[-1]
+        if _misfit(net, sh, sw, end) is None:
+            return n
+    return 0
+
+
+def _largest_scale(net: CaffeNet, end: str, h: int, w: int, config: DreamConfig) -> float:
+    """The largest octave scale (to 3 digits) at which the asked octaves all pass; 0 for
+    none above 1."""
+    def fits(scale: float) -> bool:
+        sh, sw = transforms.octave_sizes(h, w, config.octave_n, scale)[-1]
+        return _misfit(net, sh, sw, end) is None
+
+    lo, hi = 1.0, min(float(config.octave_scale), MAX_OCTAVE_SCALE)
+    if not fits(lo + 0.01):
+        return 0.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return math.floor(lo * 1000) / 1000
 
 
 def _net_size(net: CaffeNet) -> tuple[int, int]:

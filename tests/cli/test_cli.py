@@ -89,7 +89,7 @@ CASES = {
                                     + ["-l", "inception_9z/output"]),
                       "unknown layer 'inception_9z/output'; valid layers: conv1/7x7_s2"),
     "missing model": (lambda d, m: ["-i", d / "frames", "-o", d / "out", "-t", d / "none/"],
-                      "not found"),
+                      "does not exist; point -t/--model_path at the folder"),
     "blend too big": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-b", "1.2"]
                                     + _model_args(m)), "outside [0, 1]"),
     "blend word": (lambda d, m: (["-i", d / "frames", "-o", d / "out", "-b", "often"]

@@ -44,8 +44,27 @@ def test_a_huge_octave_scale_advises_fewer_or_smaller_octaves_not_a_huge_p(net, 
     text = refusal(net, (48, 40), octave_n=30, octave_scale=scale)
     assert advised_p(text) is None, text
     assert not re.search(r"\d{7,}", text), text     # no number of 7 digits or more
-    assert "fewer octaves (-oct)" in text and "smaller octave scale (-octs)" in text
+    assert "fewer octaves (-oct " in text and "smaller octave scale (-octs " in text
     assert "larger frames" not in text
+
+
+def advised(text: str, flag: str) -> float:
+    return float(re.search(rf"\({flag} ([\d.]+) fits\)", text)[1])
+
+
+def test_a_refused_octave_names_the_layer_its_size_and_the_oct_and_octs_that_fit(net):
+    """Issue 23: the layer that cannot take the octave, the octave's size, and -oct and
+    -octs values that do fit (checked here: they pass)."""
+    text = refusal(net, (48, 40), octave_n=4, octave_scale=3.0)
+    assert re.search(r"the smallest octave is \d+x\d+ and layer \S+ \(\w+\) cannot take it",
+                     text), text
+    octaves, scale = int(advised(text, "-oct")), advised(text, "-octs")
+    assert 1 <= octaves < 4 and 1 < scale < 3.0
+    for fix in (dict(octave_n=octaves, octave_scale=3.0), dict(octave_n=4, octave_scale=scale)):
+        fit.check_octaves(net, [END], (48, 40), replace(DreamConfig("in", "out"), **fix))
+    with pytest.raises(DreamerError):  # and just above it does not
+        fit.check_octaves(net, [END], (48, 40), replace(DreamConfig("in", "out"), octave_n=4,
+                                                         octave_scale=scale + 0.05))
 
 
 def test_one_octave_too_many_still_gets_the_p_that_fits(net):
