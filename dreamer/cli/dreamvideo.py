@@ -33,6 +33,7 @@ COMMANDS = {
     "demo": ("dreamer.cli.demo", "main"),
     "doctor": ("dreamer.cli.doctor", "main"),
     "flicker": ("dreamer.cli.flicker", "main"),
+    "layers": ("dreamer.cli.layers", "main"),
 }
 STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 

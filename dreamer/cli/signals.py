@@ -106,6 +106,8 @@ def finish(e: BaseException, again: str, verbose: bool = False) -> int:
         return report(e, 1)
     if isinstance(e, DreamerError):
         return report(e)
+    if isinstance(e, BrokenPipeError) and e.filename is None:
+        raise e  # the reader of our output has had enough (`| head`): the caller ends quietly
     if isinstance(e, OSError):
         print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 1
