@@ -147,13 +147,14 @@ def measure(args) -> int:
     for path in plots:  # before measuring: refuse early, not after minutes of flow
         _check_plot(path, args.overwrite)
     original = _frames(args.original, args.first, args.last, "original")
-    reports = {}
-    for name, folder in zip(names, args.dreamed):
-        dreamed = _frames(folder, args.first, args.last, "dreamed")
-        try:
-            reports[name] = flicker.measure(original, dreamed, _progress())
-        except DreamerError as e:
-            raise DreamerError(f"{name}: {e}") from None
+    dreamed = {name: _frames(folder, args.first, args.last, "dreamed")
+               for name, folder in zip(names, args.dreamed)}
+    try:  # the film's flow once, for every dream
+        reports = flicker.measure_all(original, dreamed, _progress())
+    except DreamerError as e:
+        if len(dreamed) == 1:  # (with several, the message names the dream already)
+            raise DreamerError(f"{names[0]}: {e}") from None
+        raise
     print(flicker.table(reports))
     print(LEGEND)
     for line in notes(original, reports):

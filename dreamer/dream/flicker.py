@@ -159,36 +159,67 @@ def measure(original: Frames, dreamed: Frames,
     """Measure the flicker the dream adds to the film (module docstring). Raises
     DreamerError, one line, for no frames in common, sizes that differ, unreadable frames.
     `on_frame(k, count)` is called as each frame is measured (a progress bar)."""
-    originals, dreams = _loaders(original), _loaders(dreamed)
-    common = sorted(set(originals) & set(dreams))
-    if not common:
-        raise DreamerError("the original and dreamed frames have no frame number in common "
-                           f"({_frames_text(sorted(originals))} and "
-                           f"{_frames_text(sorted(dreams))} frames)")
-    report = Report(frames=common)
+    return measure_all(original, {"": dreamed}, on_frame)[""]
+
+
+def measure_all(original: Frames, dreamed: Mapping[str, Frames],
+                on_frame: Callable[[int, int], None] | None = None) -> dict[str, Report]:
+    """`measure` for several dreams of one film at once: the film's flow and mask, the
+    costly part, are computed once per pair of frames for all of them. A DreamerError
+    names the dream it is about (its key) when there are several."""
+    originals = _loaders(original)
+    dreams = {name: _loaders(frames) for name, frames in dreamed.items()}
+    reports = {}
+    for name, loaders in dreams.items():
+        common = sorted(set(originals) & set(loaders))
+        if not common:
+            raise _about(name, dreams, DreamerError(
+                "the original and dreamed frames have no frame number in common "
+                f"({_frames_text(sorted(originals))} and {_frames_text(sorted(loaders))} "
+                "frames)"))
+        reports[name] = Report(frames=common)
+    wanted = sorted(set().union(*(r.frames for r in reports.values())))
     size = None
-    last = None  # (number, original frame, dreamed frame) of the frame before
-    for k in common:
+    last: dict[str, tuple] = {}  # name -> (number, original frame, dreamed frame) before
+    film_prev = None  # (number, original frame)
+    for k in wanted:
         orig = _checked(originals[k](), k, "original", size)
         size = orig.shape[:2]
-        dream = _checked(dreams[k](), k, "dreamed", size)
-        report.strength_per_frame.append(
-            float(np.abs(dream.astype(np.float32) - orig.astype(np.float32)).mean()))
-        if last is not None and last[0] == k - 1:
-            _, orig_prev, dream_prev = last
-            backward = flow.compute_flow(orig, orig_prev)
-            mask = flow.reliability(backward, flow.compute_flow(orig_prev, orig))
-            report.pairs.append(k)
-            report.residual_per_pair.append(warping_error(orig_prev, orig, backward, mask))
-            report.dreamed_per_pair.append(warping_error(dream_prev, dream, backward, mask))
-            report.reliable_per_pair.append(float(mask.mean()))
-        last = (k, orig, dream)
+        pair = None  # the film's (backward flow, mask) for (k-1, k), once for all dreams
+        for name, report in reports.items():
+            if k not in dreams[name]:
+                continue
+            try:
+                dream = _checked(dreams[name][k](), k, "dreamed", size)
+            except DreamerError as e:
+                raise _about(name, dreams, e) from None
+            report.strength_per_frame.append(
+                float(np.abs(dream.astype(np.float32) - orig.astype(np.float32)).mean()))
+            before = last.get(name)
+            if before is not None and before[0] == k - 1:
+                if pair is None:
+                    backward = flow.compute_flow(orig, film_prev[1])
+                    pair = backward, flow.reliability(backward,
+                                                      flow.compute_flow(film_prev[1], orig))
+                backward, mask = pair
+                report.pairs.append(k)
+                report.residual_per_pair.append(warping_error(before[1], orig, backward, mask))
+                report.dreamed_per_pair.append(warping_error(before[2], dream, backward, mask))
+                report.reliable_per_pair.append(float(mask.mean()))
+            last[name] = (k, orig, dream)
+        film_prev = (k, orig)
         if on_frame is not None:
-            on_frame(k, len(common))
-    if not report.pairs:
-        raise DreamerError("no two consecutive frames are in both the original and the "
-                           "dreamed frames: flicker needs at least two in a row")
-    return report
+            on_frame(k, len(wanted))
+    for name, report in reports.items():
+        if not report.pairs:
+            raise _about(name, dreams, DreamerError(
+                "no two consecutive frames are in both the original and the dreamed frames: "
+                "flicker needs at least two in a row"))
+    return reports
+
+
+def _about(name: str, dreams: Mapping, e: DreamerError) -> DreamerError:
+    return DreamerError(f"{name}: {e}") if len(dreams) > 1 else e
 
 
 # --- the plot ---------------------------------------------------------------------------

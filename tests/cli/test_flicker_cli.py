@@ -157,7 +157,7 @@ def test_ctrl_c_is_one_line_exit_130(clip, capsys, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flicker, "measure", interrupted)
+    monkeypatch.setattr(flicker, "measure_all", interrupted)
     film, alternating, _ = clip
     assert cli.main(["flicker", str(film), str(alternating)]) == 130
     err = capsys.readouterr().err

@@ -163,3 +163,25 @@ def test_plot_of_one_pair_and_negative_values(tmp_path):
     with Image.open(tmp_path / "one.png") as image:
         assert image.size == (320, 160)
         assert len(np.unique(np.asarray(image.convert("L")))) > 2
+
+
+def test_several_dreams_share_the_film_s_flow_and_each_gets_its_own_report(monkeypatch):
+    """The film's flow is computed once per pair for all dreams (it was once per dream),
+    and each dream's figures are those it gets alone."""
+    from dreamer.dream import flicker, flow
+
+    rng = np.random.default_rng(3)
+    film = {k: rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for k in range(1, 6)}
+    dreams = {name: {k: np.clip(f.astype(int) + rng.integers(-30, 30, f.shape), 0, 255)
+                     .astype(np.uint8) for k, f in film.items() if k >= first}
+              for name, first in (("a", 1), ("b", 2), ("c", 1))}
+    alone = {name: flicker.measure(film, d) for name, d in dreams.items()}
+    calls = []
+    real = flow.compute_flow
+    monkeypatch.setattr(flow, "compute_flow", lambda a, b: calls.append(1) or real(a, b))
+    together = flicker.measure_all(film, dreams)
+    assert len(calls) == 2 * 4  # both flows of each of the 4 pairs, once
+    for name in dreams:
+        assert together[name].pairs == alone[name].pairs
+        assert together[name].added == pytest.approx(alone[name].added)
+        assert together[name].strength == pytest.approx(alone[name].strength)
