@@ -1,6 +1,6 @@
 """The package's layers: every import points down, and no module reaches back to itself.
 
-    cli -> run -> dream | video -> image -> caffe -> config -> values | errors
+    studio -> cli -> run -> dream | video -> image -> caffe -> config -> values | errors
 
 dream and video sit side by side and import neither the other; the package's face
 (dreamer/__init__.py) and `python -m dreamer` (__main__.py) stand above every layer.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dreamer"
-LAYERS = {"cli": 7, "run": 6, "dream": 5, "video": 5, "image": 4, "caffe": 3, "config": 2,
+LAYERS = {"studio": 8, "cli": 7, "run": 6, "dream": 5, "video": 5, "image": 4, "caffe": 3, "config": 2,
           "values": 1, "errors": 0}
 ABOVE_ALL = ("__init__", "__main__")
 

@@ -23,6 +23,7 @@ USAGE = """usage: dreamvideo COMMAND [ARGS...]
   demo      build a sample clip, dream it, write demo/*_done.mp4 and a contact sheet
   doctor    which ffmpeg, CPU and compiled kernels this machine runs with
   flicker   ORIGINAL_DIR DREAMED_DIR...: how much each dream flickers (table, --plot PNG)
+  studio    FILM_OR_FRAMES: a web page to try settings on the film's frames, then render
 
 `dreamvideo COMMAND -h` tells more."""
 
@@ -34,6 +35,7 @@ COMMANDS = {
     "doctor": ("dreamer.cli.doctor", "main"),
     "flicker": ("dreamer.cli.flicker", "main"),
     "layers": ("dreamer.cli.layers", "main"),
+    "studio": ("dreamer.studio.cli", "main"),  # the layer above cli, imported only here
 }
 STAGE_COMMANDS = ("extract", "assemble", "gif", "all")
 
