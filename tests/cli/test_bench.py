@@ -2,6 +2,7 @@
 path's custom pieces. Nothing here asserts a timing."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from dreamer.dream import schedule
 from dreamer.run import threads
 from dreamer.caffe.layers import _LRNAcross
 from dreamer.caffe.net import load_net
+from dreamer.caffe.random_weights import random_net
+from dreamer.caffe.registry import MODELS
 from dreamer.dream.render import deepdream
 from tiny_caffe import make_tiny_model
 
@@ -113,13 +116,99 @@ def test_bf16_autocast_runs_and_stays_close(tiny):
     assert (got - want).abs().mean() < 0.05 * want.abs().mean()
 
 
-def test_quick_arguments():
+def test_quick_arguments(tiny):
     args = bench.parse_args(["--quick"])
-    assert args.sizes == [(540, 360)] and args.ends == ["inception_4c/output"]
+    assert args.sizes == [(540, 360)] and args.ends is None  # the net's: default_ends
     assert args.frames >= 3 and args.memory_size == (1920, 1080)
-    full = bench.parse_args(["--sizes", "64x48", "--memory-size", "none"])
-    assert full.sizes == [(64, 48)] and full.ends == list(bench.ENDS)
+    assert args.mean == bench.MEAN
+    full = bench.parse_args(["--sizes", "64x48", "--memory-size", "none", "--mean", "1,2,3.5"])
+    assert full.sizes == [(64, 48)] and full.ends is None and full.mean == (1, 2, 3.5)
     assert full.memory_size is None
+    net = load_net(*tiny)  # GoogLeNet's layer names
+    assert bench.default_ends(net, None) == list(bench.ENDS)
+    assert bench.default_ends(net, None, quick=True) == ["inception_4c/output"]
+
+
+def test_default_end_of_another_net(tmp_path, tiny):
+    prototxt = tmp_path / "deploy.prototxt"
+    prototxt.write_text(tiny[0].read_text().replace("inception_", "block_"))
+    net = random_net(prototxt)
+    convs = [layer.name for layer in net.layers
+             if layer.type in ("Convolution", "Concat", "Eltwise")]
+    assert len(convs) == 19 and bench.deep_layer(net) == convs[11] == "block_4e/1x1"  # 60 %
+    assert bench.default_ends(net, None) == ["block_4e/1x1"]
+    usual = dataclasses.replace(MODELS["nin_imagenet"], layers=("block_4c/3x3", "block_5a/1x1"))
+    assert bench.default_ends(net, usual) == ["block_4c/3x3"]  # a registry model's usual one
+    assert bench.default_ends(net, MODELS["nin_imagenet"]) == ["block_4e/1x1"]  # not its
+
+
+def test_registry_model_by_name_and_deploy_file(tmp_path, tiny, monkeypatch):
+    for var in ("DREAMER_MODELS", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    monkeypatch.chdir(tmp_path)  # (no ../caffe/models)
+    folder = tmp_path / "DREAMER_MODELS" / "nin_imagenet"
+    folder.mkdir(parents=True)
+    (folder / "deploy.prototxt").write_text(tiny[0].read_text())
+    args = bench.parse_args(["--model", "nin_imagenet", "--random-weights"])
+    assert bench.model_files(args) == (folder / "deploy.prototxt", None, MODELS["nin_imagenet"])
+    args = bench.parse_args(["--prototxt", str(tiny[0]), "--random-weights"])
+    assert bench.model_files(args) == (tiny[0], None, None)
+    args = bench.parse_args(["--model", str(folder), "--random-weights"])
+    assert bench.model_files(args) == (folder / "deploy.prototxt", None, MODELS["nin_imagenet"])
+
+
+def _one_line_error(capsys, *argv) -> str:
+    assert bench.main([*argv, "--sizes", "64x48", "--memory-size", "none"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_missing_weights_or_deploy_file_is_one_line(tmp_path, tiny, monkeypatch, capsys):
+    for var in ("DREAMER_MODELS", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var))
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_error(capsys, "--model", "resnet50")
+    assert "dreamvideo models download resnet50" in err and "--random-weights" in err
+    err = _one_line_error(capsys, "--model", "resnet50", "--random-weights")
+    assert "dreamvideo models download resnet50" in err and "--prototxt FILE" in err
+    only_deploy = tmp_path / "only deploy"
+    only_deploy.mkdir()
+    (only_deploy / "deploy.prototxt").write_text(tiny[0].read_text())
+    err = _one_line_error(capsys, "--model", str(only_deploy))
+    assert "not found" in err and "--random-weights" in err
+    err = _one_line_error(capsys, "--model", "no_such_model")
+    assert "neither a registry model" in err
+
+
+def test_random_weights_bench_prints_real_figures(tiny, capsys):
+    out = _main_out(capsys, "--prototxt", str(tiny[0]), "--random-weights", "--sizes",
+                    "64x48", "--frames", "1", "--iterations", "1", "--octaves", "2",
+                    "--memory-size", "80x64", "--ends", "inception_4c/output")
+    assert "random weights (seed 0" in out and "reference port: skipped" not in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("64x48")]
+    with_kernels = bench.native.kernels() is not None
+    assert [r[2] for r in rows] == ["fast"] + ["no-kernels"] * with_kernels + ["reference"]
+    p = bench.Params(iter_n=1, octave_n=2)
+    gflop = bench.count_gflop(random_net(tiny[0]), 48, 64, "inception_4c/output", p,
+                              torch.device("cpu"))
+    assert gflop > 0
+    for row in rows:
+        seconds, mb = float(row[3]), float(row[7])
+        assert 0 < seconds < 60 and 10 < mb < 10_000
+        assert row[4] == f"{gflop:.1f}" and float(row[5]) == pytest.approx(
+            gflop / seconds, abs=0.051)
+    memory = [line for line in out.splitlines() if "in a fresh process" in line]
+    assert len(memory) == 1 and "80x64 inception_4c/output" in memory[0]
+    mb = float(memory[0].split("peak memory ")[1].split()[0])
+    assert mb > 10
+    if with_kernels and bench.autotune.mode() == "auto":
+        assert "kernels' choices (fast): " in out and "conv forward" in out
+
+
+def _main_out(capsys, *argv) -> str:
+    assert bench.main(list(argv)) == 0
+    return capsys.readouterr().out
 
 
 def _status_mb(field: str) -> float:
