@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test test-slow test-all demo images docs venv venv-ray clean-venv
+.PHONY: test test-slow test-all demo images docs venv venv-ray venv-studio studio-screenshots clean-venv
 
 $(PY): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=python3"; exit 2; }
@@ -24,6 +24,20 @@ $(VENV)/.ray: $(PY)
 	touch $@
 
 venv-ray: $(VENV)/.ray
+
+# The studio (dreamvideo studio): Starlette and uvicorn, an optional extra, and its tests'
+# own: httpx for Starlette's TestClient, Playwright's Python package for the browser test
+# (which drives Debian's chromium: apt-get install chromium; no browser is downloaded).
+# Without them those tests skip. The same install keeps torch at its pin.
+$(VENV)/.studio: $(PY)
+	$(PY) -m pip install --quiet -e ".[test,studio,studio-test]"
+	touch $@
+
+venv-studio: $(VENV)/.studio
+
+# docs/studio.md's screenshots, taken by the browser test
+studio-screenshots: $(VENV)/.studio $(VENV)/.demo-photo
+	STUDIO_SCREENSHOTS=docs/images $(PY) -m pytest -q -m slow tests/studio/test_studio_browser.py
 
 # The default run: everything but the tests marked slow (a few minutes at most).
 test: $(PY)

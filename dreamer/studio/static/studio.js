@@ -138,7 +138,7 @@ function widget(w) {
     box.append(el("div", { class: "row" }, file, clear));
     input.readOnly = true;
   }
-  box.append(el("p", { class: "help" }, (w.schedule ? "* takes a schedule, e.g. 1:(1.0), 60:(1.03). " : "") + w.help));
+  box.append(el("p", { class: "help" }, (w.schedule && w.kind !== "text" ? "* takes a schedule, e.g. 1:(1.0), 60:(1.03). " : "") + w.help));
   box.append(el("div", { class: "err", id: "err-" + w.name }));
   if (w.schedule || w.name === "layers" || w.name === "blend") box.append(el("div", { id: "curve-" + w.name }));
   return box;
