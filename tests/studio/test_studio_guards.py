@@ -240,3 +240,38 @@ def test_the_command_refuses_bad_input_in_one_line(capsys, tmp_path):
     assert main([str(tmp_path / "empty")]) == 2
     assert "no frames" in capsys.readouterr().err
     assert main([str(tmp_path / "empty"), "--port", "70000"]) == 2
+
+
+def test_a_render_stops_and_resumes(studio):
+    """Stage 2 in the background: stopped from the page, its frames are kept and its
+    manifest says so; Render again resumes from there (no video: stage 3 is left out)."""
+    client, film, initial, _ = studio
+    slow = {**initial, "iter_n": "60", "preview": str(WIDTH)}
+    body = {"form": slow, "first": 1, "last": 4}
+    job = post(client, "/api/render", json=body).json()
+    assert post(client, "/api/render", json=body).status_code == 400  # one render at a time
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        render = get(client, "/api/state").json()["render"]
+        if render["progress"].get("done", 0) >= 1:
+            break
+        time.sleep(0.05)
+    post(client, f"/api/cancel/{job['id']}")
+    stopped = wait(client, job["id"])
+    assert stopped["state"] == "stopped", stopped["message"]
+    assert "interrupted" in stopped["message"] and "run the same" in stopped["message"]
+    kept = sorted(p.name for p in film.dreamed_dir.glob("0*.png"))
+    assert kept and len(kept) < 4
+    again = post(client, "/api/render", json=body).json()
+    done = wait(client, again["id"], timeout=300)
+    assert done["state"] == "done", done["message"]
+    assert "stage 3 was left out" in done["message"]
+    assert sorted(p.name for p in film.dreamed_dir.glob("0*.png")) == [
+        f"{k:08d}.png" for k in range(1, 5)]
+    # other settings over the same frames: refused, unless the page says replace them
+    other = {"form": {**initial, "preview": str(WIDTH)}, "first": 1, "last": 2}
+    refused = wait(client, post(client, "/api/render", json=other).json()["id"])
+    assert refused["state"] == "failed" and "--overwrite" in refused["message"]
+    replaced = wait(client, post(client, "/api/render",
+                                 json={**other, "overwrite": True}).json()["id"])
+    assert replaced["state"] == "done", replaced["message"]
