@@ -246,7 +246,7 @@ def test_a_render_stops_and_resumes(studio):
     """Stage 2 in the background: stopped from the page, its frames are kept and its
     manifest says so; Render again resumes from there (no video: stage 3 is left out)."""
     client, film, initial, _ = studio
-    slow = {**initial, "iter_n": "60", "preview": str(WIDTH)}
+    slow = {**initial, "octave_n": "2", "iter_n": "40", "preview": str(WIDTH)}
     body = {"form": slow, "first": 1, "last": 4}
     job = post(client, "/api/render", json=body).json()
     assert post(client, "/api/render", json=body).status_code == 400  # one render at a time
