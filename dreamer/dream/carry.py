@@ -49,13 +49,14 @@ class Carried:
 
 
 def carry(state: torch.Tensor, raw: torch.Tensor, raw_prev: torch.Tensor | None,
-          flows: tuple[np.ndarray, np.ndarray], weight: float, zoom: float = 1.0,
+          flows: tuple[np.ndarray, ...], weight: float, zoom: float = 1.0,
           mode: str = "dream", cut: float = flowlib.SCENE_CUT_RELIABLE) -> Carried:
     """Frame k's start from the previous dream `state`, raw frames k and k-1 ((3, H, W)
-    float tensors, 0-255) and the flows (backward k -> k-1, forward k-1 -> k); a scene
-    cut (less than `cut` of the frame reliable) starts from the raw frame."""
-    backward, forward = flows
-    mask = flowlib.reliability(backward, forward)
+    float tensors, 0-255) and the flows (backward k -> k-1, forward k-1 -> k, and their
+    reliability mask when it was made already); a scene cut (less than `cut` of the frame
+    reliable) starts from the raw frame."""
+    backward, forward, *made = flows
+    mask = made[0] if made else flowlib.reliability(backward, forward)
     reliable = round(float(mask.mean()), 4)
     if flowlib.scene_cut(mask, cut):
         return Carried(raw, {"reliable": reliable, "cut": True})

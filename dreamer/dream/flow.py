@@ -65,13 +65,19 @@ STALE_TMP_SECONDS = 3600  # a temporary file this old was left by a killed run
 _local = threading.local()
 
 
-def _dis() -> cv2.DISOpticalFlow:
-    # One instance per thread: a DIS object holds scratch buffers and is not thread-safe, and
-    # creating one per call costs more than the buffers it saves. It keeps no state between
-    # calls (no initial flow is passed), so reuse cannot change results.
-    if getattr(_local, "dis", None) is None:
-        _local.dis = cv2.DISOpticalFlow_create(PRESET)
-    return _local.dis
+def _dis(shape: tuple[int, int]) -> cv2.DISOpticalFlow:
+    # One instance per thread and frame size: a DIS object holds scratch buffers and is not
+    # thread-safe, and creating one per call costs more than the buffers it saves. No initial
+    # flow is passed, yet an instance that has seen frames of another size gives other bits
+    # (measured: a 24x32 pair first changed a 48x64 pair's flow), so each size gets its own.
+    instances = getattr(_local, "dis", None)
+    if instances is None:
+        instances = _local.dis = {}
+    if shape not in instances:
+        if len(instances) >= 4:
+            instances.clear()  # (a long-lived thread that sees many sizes)
+        instances[shape] = cv2.DISOpticalFlow_create(PRESET)
+    return instances[shape]
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -87,7 +93,7 @@ def compute_flow(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     for the same frames, whatever OpenCV's thread count)."""
     if src.shape != dst.shape:
         raise ValueError(f"frames differ in size: {src.shape} and {dst.shape}")
-    flow = _dis().calc(_grey(src), _grey(dst), None)
+    flow = _dis(src.shape[:2]).calc(_grey(src), _grey(dst), None)
     return np.ascontiguousarray(flow, dtype=np.float32)
 
 
@@ -360,8 +366,8 @@ class FlowPrefetcher:
     before they are asked for, so flow stays off the dream's critical path.
 
     `read_frame(k)` returns raw frame k (uint8 RGB); pairs are (k-1, k) for k in
-    (first, last]. `flows(k)` returns (backward, forward) for pair (k-1, k), blocking only
-    if they are not ready; an exception raised computing them is raised there. `close()`
+    (first, last]. `flows(k)` returns (backward, forward, reliability mask) for pair
+    (k-1, k), the mask made in the thread too, blocking only if they are not ready; an exception raised computing them is raised there. `close()`
     (or leaving a `with` block) stops the thread, dropping flows not yet asked for.
     """
 
@@ -373,7 +379,7 @@ class FlowPrefetcher:
         self._pending: dict[int, Future] = {}
         self._last_read: tuple[int, np.ndarray] | None = None  # touched by the worker only
 
-    def flows(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def flows(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.first < k <= self.last:
             raise ValueError(f"no frame pair ends at {k} in ({self.first}, {self.last}]")
         for stale in [j for j in self._pending if j < k]:
@@ -391,11 +397,13 @@ class FlowPrefetcher:
         self._last_read = (k, frame)
         return frame
 
-    def _compute(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _compute(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         prev, frame = self._read(k - 1), self._read(k)
         if self.cache is not None:
-            return self.cache.get(k, prev, frame)
-        return compute_flow(frame, prev), compute_flow(prev, frame)
+            backward, forward = self.cache.get(k, prev, frame)
+        else:
+            backward, forward = compute_flow(frame, prev), compute_flow(prev, frame)
+        return backward, forward, reliability(backward, forward)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

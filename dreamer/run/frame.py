@@ -3,6 +3,8 @@ but the files it writes. The driver (run/sequence.py) writes what this returns; 
 worker of a distributed run can use it alone, in its own process."""
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,49 @@ from dreamer.video.frames import FrameSet, read_frame, write_image
 
 
 def to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(frame).to(device).permute(2, 0, 1).float()
+    # (a float copy first: the shared raw frames are read-only, and PyTorch warns about
+    # wrapping those; the values and the (3, H, W) view over HWC memory are as before)
+    return torch.from_numpy(frame.astype(np.float32)).to(device).permute(2, 0, 1)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class RawFrames:
+    """Raw frames decoded once for all who need them: the dream (frame k, read ahead while
+    k-1 dreams) and, with --flow, the flow thread (frames k-1 and k, some frames ahead).
+    Each frame is decoded by whichever asks first; the others wait for that decode. The
+    last `keep` frames are held, read-only (no reader may change another's frame)."""
+
+    def __init__(self, frames: FrameSet, size: tuple[int, int] | None, keep: int = 8):
+        self.frames, self.size, self.keep = frames, size, keep
+        self._lock = threading.Lock()
+        self._held: OrderedDict[int, Future] = OrderedDict()
+        self.decoded = 0  # how many decodes there were (a test counts them)
+
+    def __call__(self, k: int) -> np.ndarray:
+        with self._lock:
+            future = self._held.get(k)
+            mine = future is None
+            if mine:
+                future = self._held[k] = Future()
+                while len(self._held) > self.keep:
+                    self._held.popitem(last=False)  # (a waiter keeps its own reference)
+            else:
+                self._held.move_to_end(k)
+        if mine:
+            try:
+                frame = read_frame(self.frames.path(k), self.size)
+            except BaseException as e:
+                with self._lock:
+                    self._held.pop(k, None)  # the next asker tries again
+                future.set_exception(e)
+                raise
+            frame.flags.writeable = False
+            self.decoded += 1
+            future.set_result(frame)
+        return future.result()
 
 
 class OctaveReporter:
@@ -82,6 +122,7 @@ class FrameDreamer:
     flows: FlowPrefetcher | None = None  # with --flow: see start_flows
     reader: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
     next_raw: tuple[int, Future] | None = None
+    raw_frames: RawFrames | None = None  # made at the first read
     raw_prev: torch.Tensor | None = None  # raw frame k-1, for --flow-carry residual
 
     def dream(self, k: int, state: torch.Tensor | None
@@ -136,9 +177,8 @@ class FrameDreamer:
     def start_flows(self, first: int, cache: FlowCache) -> None:
         """--flow: flows of the coming frame pairs from `first` on, computed ahead in a
         thread and cached, so that re-runs and resumed runs reuse them bit for bit."""
-        frames, size = self.setup.frames, self.setup.size
-        self.flows = FlowPrefetcher(lambda k: read_frame(frames.path(k), size),
-                                    max(first - 1, 1), frames.last, cache)
+        self.flows = FlowPrefetcher(self._raw_frames(), max(first - 1, 1),
+                                    self.setup.frames.last, cache)
 
     def _carry_by_flow(self, k: int, state: torch.Tensor, raw: torch.Tensor,
                        values: schedule.FrameValues) -> Carried:
@@ -146,20 +186,25 @@ class FrameDreamer:
         run = self.setup
         config = run.config
         if self.raw_prev is None and config.flow_carry == "residual":  # a range's first
-            self.raw_prev = to_tensor(read_frame(run.frames.path(k - 1), run.size), run.device)
+            self.raw_prev = to_tensor(self._raw_frames()(k - 1), run.device)
         return carry(state, raw, self.raw_prev, self.flows.flows(k), values.flow_blend,
                      values.zoom, config.flow_carry, values.scene_cut)
 
+    def _raw_frames(self) -> RawFrames:
+        if self.raw_frames is None:
+            self.raw_frames = RawFrames(self.setup.frames, self.setup.size)
+        return self.raw_frames
+
     def _read(self, k: int) -> np.ndarray:
         """Frame k, decoded while frame k-1 dreamed; starts decoding frame k+1."""
-        frames, size = self.setup.frames, self.setup.size
+        raw = self._raw_frames()
         if self.next_raw is not None and self.next_raw[0] == k:
             frame = self.next_raw[1].result()  # a read error surfaces here, as it would
         else:
-            frame = read_frame(frames.path(k), size)
+            frame = raw(k)
         self.next_raw = None
-        if k + 1 <= frames.last:
-            self.next_raw = (k + 1, self.reader.submit(read_frame, frames.path(k + 1), size))
+        if k + 1 <= self.setup.frames.last:
+            self.next_raw = (k + 1, self.reader.submit(raw, k + 1))
         return frame
 
     def close(self) -> None:

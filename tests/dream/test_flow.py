@@ -318,7 +318,8 @@ def test_prefetcher_gives_the_direct_flows(tmp_path):
         return frames[k - 1]
     with flow.FlowPrefetcher(read, 1, 6, cache=flow.FlowCache(tmp_path), ahead=2) as pre:
         for k in range(2, 7):
-            backward, forward = pre.flows(k)
+            backward, forward, mask = pre.flows(k)
+            assert mask.tobytes() == flow.reliability(backward, forward).tobytes()
             assert backward.tobytes() == flow.compute_flow(frames[k - 1],
                                                            frames[k - 2]).tobytes()
             assert forward.tobytes() == flow.compute_flow(frames[k - 2],
@@ -343,3 +344,20 @@ def test_prefetcher_raises_the_workers_error():
             pre.flows(3)
     finally:
         pre.close()
+
+
+def test_a_flow_does_not_depend_on_the_frame_sizes_seen_before(pair):
+    """One DIS object in a thread that first saw frames of another size gave other bits
+    (the flicker test's small frames changed this module's flows): each size has its own."""
+    prev, frame, backward, _ = pair
+    rng = np.random.default_rng(0)
+    small = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(2)]
+    results = []
+
+    def in_a_fresh_thread():
+        flow.compute_flow(*small)
+        results.append(flow.compute_flow(frame, prev))
+    thread = threading.Thread(target=in_a_fresh_thread)
+    thread.start()
+    thread.join()
+    assert results[0].tobytes() == backward.tobytes()

@@ -258,3 +258,21 @@ def test_an_error_met_mid_run_says_which_frames_are_complete(tmp_path, tiny_mode
     assert text.startswith("frame 3: cannot read image") and "\n" not in text
     assert "frames 1..2 are complete" in text and "run the same command again" in text
     assert Manifest(tmp_path / "out").data["runs"][-1]["status"].startswith("failed at frame 3")
+
+
+def test_with_flow_each_raw_frame_is_decoded_once(tiny_model, tmp_path, monkeypatch):
+    """The dream and the flow thread share one decode of each raw frame (they decoded it
+    twice, and the first frame of a range three times)."""
+    from dreamer.run import frame as frame_module
+    from dreamer.run.sequence import dream_sequence
+
+    decodes = []
+    real = frame_module.read_frame
+    monkeypatch.setattr(frame_module, "read_frame", lambda p, s=None: decodes.append(p.name)
+                        or real(p, s))
+    write_frames(tmp_path / "in", 6)
+    config = DreamConfig(str(tmp_path / "in"), str(tmp_path / "out"), model_path=str(tiny_model),
+                         model_name="tiny.caffemodel", iter_n=1, octave_n=1, flow=True,
+                         verbose=0, seed=1)
+    dream_sequence(config)
+    assert sorted(decodes) == [f"{k:08d}.png" for k in range(1, 7)]
