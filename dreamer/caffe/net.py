@@ -13,6 +13,7 @@ from dreamer.caffe.layers import (Convolution, InnerProduct, Pooling, ReLU, kern
                                   autocast_or_off, build_layer)
 from dreamer.caffe.spec import LayerSpec, NetSpec, net_spec
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 
 
 class ShapeError(ValueError):
@@ -94,7 +95,7 @@ class CaffeNet(nn.Module):
 
     def check_end(self, end: str) -> str:
         if end not in self._index:
-            raise DreamerError(f"unknown layer '{end}'; valid layers: "
+            raise DreamerError(f"unknown layer '{shorten(end)}'; valid layers: "
                                f"{', '.join(self.layer_names)}")
         return end
 

@@ -112,7 +112,8 @@ def _dispatch(argv: list[str]) -> int:
         module, function = COMMANDS[command]
         entry = getattr(_load(module), function)
         return entry(rest, prog=f"dreamvideo {command}")
-    print(f"dreamvideo: error: unknown command '{command}' (see dreamvideo --help)",
+    shown = command if len(command) <= 60 else command[:57] + "..."
+    print(f"dreamvideo: error: unknown command '{shown}' (see dreamvideo --help)",
           file=sys.stderr)
     return 2
 

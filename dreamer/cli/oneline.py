@@ -3,6 +3,7 @@ tool is, and the one line for a failed read or write (dreamer.cli.signals: Ctrl-
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 
@@ -27,5 +28,11 @@ def report(e: BaseException, code: int = 2) -> int:
 def os_error_line(e: OSError) -> str:
     """A failed read or write (disk full, no permission, ...) as one line: what and where,
     and what to do; the caller puts "error: " in front."""
-    where = f" ({e.filename})" if e.filename else ""
-    return f"{e.strerror or e}{where}; free disk space or fix permissions, then run again"
+    name = str(e.filename) if e.filename else ""
+    where = f" ({name if len(name) <= 200 else name[:100] + '...' + name[-40:]})" if name else ""
+    fix = {errno.ENAMETOOLONG: "use a shorter file or folder name",
+           errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space",
+           errno.EACCES: "fix the permissions", errno.EPERM: "fix the permissions",
+           errno.EROFS: "write somewhere writable"}.get(e.errno,
+                                                        "free disk space or fix permissions")
+    return f"{e.strerror or e}{where}; {fix}, then run again"

@@ -97,6 +97,11 @@ def _read(path: Path) -> dict:
     if _nesting(text) > MAX_NESTING:
         raise DreamerError(f"{path}: its brackets nest more than {MAX_NESTING} deep; it holds "
                            f"settings as key = value pairs and schedule tables")
+    if kind == "TOML" and _dotted(text) > MAX_NESTING:  # Python's TOML reader takes time
+        # and memory that grow with the square of a dotted key's parts (a.a.a... = 1 of
+        # 200 KB filled 24 GB)
+        raise DreamerError(f"{path}: a key has more than {MAX_NESTING} dotted parts; it holds "
+                           f"settings as key = value pairs and schedule tables")
     try:
         data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as e:
@@ -106,6 +111,18 @@ def _read(path: Path) -> dict:
     if not isinstance(data, dict):
         raise DreamerError(f"{path} must hold settings as key = value pairs")
     return data
+
+
+def _dotted(text: str) -> int:
+    """The most dots in a key or a [table] header of the text, counted line by line up to
+    the first = (dots in strings counted too: no real settings file comes near)."""
+    most = 0
+    for line in text.split("\n"):
+        line = line.lstrip()
+        key = line.split("]", 1)[0] if line.startswith("[") else line.split("=", 1)[0]
+        if "=" in line or line.startswith("["):
+            most = max(most, key.count("."))
+    return most
 
 
 def _nesting(text: str) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dreamer.config import DreamConfig
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 from dreamer.run import reaper, resume
 from dreamer.run.prepare import Prepared, prepare
 from dreamer.run.progress import Progress
@@ -48,8 +49,9 @@ class RayEngine:
 
     def __init__(self, config: DreamConfig):
         self.config = config
-        self.ray = import_ray(config.workers)
         self.address = config.address or os.environ.get("RAY_ADDRESS") or None
+        ray_environment(self.address)
+        self.ray = import_ray(config.workers)
         self.connected = False
         self.pool: Pool | None = None
         self.states: dict[int, bool] = {}
@@ -182,7 +184,7 @@ def connect(ray, address: str | None) -> Reaper:
     handlers = _signal_handlers()
     before = reaper.children()
     try:
-        ray.init(address=address, **quiet)
+        _init(ray, address, quiet)
     except KeyboardInterrupt:  # a Ctrl-C while Ray starts: what it started goes with it
         reaper.reap(reaper.started_since(before))
         raise
@@ -197,6 +199,50 @@ def connect(ray, address: str | None) -> Reaper:
     finally:
         _restore(handlers)
     return reaper.Reaper.start(before) if address is None else reaper.Reaper(None)
+
+
+def ray_environment(address: str | None) -> None:
+    """Ray's settings from the environment, before Ray is imported (it reads them once)."""
+    # Ray's C++ client prints a warning a second while it waits for a cluster that does
+    # not answer as one; the one line a failure gives says it all
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    if address is not None and _has_auth_token():
+        # `ray start --head` enables token auth and saves the token, but a driver joining
+        # by address sends it only in token mode (Ray 2.60 refused it as "Authentication
+        # token is missing" until RAY_AUTH_MODE=token)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+def _has_auth_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return Path(path).is_file()
+
+
+JOIN_SECONDS = 60  # a cluster answers within seconds; something else that speaks HTTP/2 never
+
+
+def _init(ray, address: str | None, options: dict) -> None:
+    """ray.init; joining a cluster gives up after JOIN_SECONDS (ray.init itself waits
+    for ever on a server that answers HTTP/2 but not as Ray's GCS does)."""
+    if address is None:
+        ray.init(address=address, **options)
+        return
+    failed: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            ray.init(address=address, **options)
+        except Exception as e:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(e)
+    thread = threading.Thread(target=join, name="ray-join", daemon=True)
+    thread.start()
+    thread.join(JOIN_SECONDS)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer as a Ray cluster within {JOIN_SECONDS} s")
+    if failed:
+        raise failed[0]
 
 
 def _signal_handlers() -> dict:
@@ -221,7 +267,7 @@ def _check_reachable(address: str) -> None:
         return  # Ray's own words for a cluster on this machine
     host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
-        raise DreamerError(f"Ray address {address} is not HOST:PORT (e.g. 10.0.0.5:6379, as "
+        raise DreamerError(f"Ray address {shorten(address)} is not HOST:PORT (e.g. 10.0.0.5:6379, as "
                            "'ray start --head' prints it); fix RAY_ADDRESS or --address")
     fix = ("start one with 'ray start --head' and give the address it prints (RAY_ADDRESS "
            "or --address), or unset RAY_ADDRESS to run on this machine")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dreamer.config import DreamConfig, number_keys, validate
 from dreamer.errors import DreamerError
+from dreamer.run.prepare import check_inputs
 from dreamer.run.sequence import dream_sequence
 from dreamer.video.assemble import assemble_video, check_output
 from dreamer.video.frames import STAGE3, find_frames
@@ -45,6 +46,7 @@ def _check_early(config: DreamConfig) -> None:
     last_key = max(keys.frames[-1] for keys in number_keys(config).values())
     first = config.start_frame or 1
     validate(config, first, max(first, config.end_frame or last_key))
+    check_inputs(config)  # the model, its layers, the guide: not after minutes of stage 1
 
 
 def run_all(video: str | Path, output: str | Path | None = None,

@@ -88,3 +88,21 @@ def test_long_keys_and_values_are_cut_in_messages(tmp_path):
     assert "choose one of fp32" in refused(path)
     path.write_text(json.dumps({"zoom": {"1" * 5000: 1}}))
     assert "is not a frame number" in refused(path)
+
+
+def test_a_key_of_a_hundred_thousand_dotted_parts_is_refused_at_once(tmp_path):
+    """QA's a.a.a... = 1 of 200 KB filled 24 GB in Python's TOML reader before the old
+    check could see it; dotted parts are counted first."""
+    import time
+
+    from dreamer.cli import params_file
+    from dreamer.errors import DreamerError
+
+    for name, text in (("deep4.toml", "a" + ".a" * 100_000 + " = 1\n"),
+                       ("deep5.toml", "[" + "a." * 200_000 + "b]\nx = 1\n")):
+        path = tmp_path / name
+        path.write_text(text)
+        started = time.monotonic()
+        with pytest.raises(DreamerError, match="more than 32 dotted parts"):
+            params_file.load(path)
+        assert time.monotonic() - started < 5

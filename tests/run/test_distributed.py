@@ -199,6 +199,27 @@ def test_an_unreachable_ray_address_is_refused_at_once(tiny_model, tmp_path, mon
     assert not (tmp_path / "out").exists()
 
 
+def test_a_server_that_speaks_http2_but_never_answers_as_ray_is_given_up(monkeypatch):
+    """The address check lets through anything that speaks HTTP/2; ray.init then waits for
+    ever on a server that is not Ray's (QA's silent SETTINGS-only server): joining gives up
+    after JOIN_SECONDS with one line."""
+    import threading
+    import types
+
+    from dreamer.run import distributed
+
+    release = threading.Event()
+    fake_ray = types.ModuleType("ray")
+    fake_ray.init = lambda *a, **kw: release.wait(30)  # a join that never comes back
+    monkeypatch.setattr(distributed, "JOIN_SECONDS", 0.5)
+    try:
+        with pytest.raises(DreamerError, match=r"cannot reach a Ray cluster at 10\.0\.0\.5:6379 "
+                                               r"\(no answer as a Ray cluster within 0\.5 s\)"):
+            distributed.connect(fake_ray, "10.0.0.5:6379")
+    finally:
+        release.set()
+
+
 # --- on a local Ray -----------------------------------------------------------------------
 
 def dream_args(tiny_model, frames, out, *extra):
