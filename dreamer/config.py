@@ -298,14 +298,16 @@ class DreamConfig:
     flow: bool = setting(
         False, "--flow", group="film", kind=bool, keyed=True,
         help="carry the previous dream along the film's motion (optical flow), so the "
-             "hallucinations move with the scene; off: the original's blend")
+             "hallucinations move with the scene; off: the original's blend. "
+             "--flow fast: the same look in under half the time (-itr 2 -s 3 "
+             "--flow-smooth 0.7, each unless given)")
     flow_blend: float | str = setting(
         0.9, "--flow-blend", group="film", kind=float, schedule=True, keyed=True,
         needs="flow", low=0, high=1, metavar="F",
         help="with --flow: weight of the carried dream where the flow is reliable, 0 to 1 "
              "(default %(default)s; -b still applies where it is not)")
     flow_smooth: float = setting(
-        0.4, "--flow-smooth", group="film", kind=float, keyed=True, needs="flow", low=0,
+        0.6, "--flow-smooth", group="film", kind=float, keyed=True, needs="flow", low=0,
         high=1, metavar="S",
         help="with --flow: pull each dreamed frame this far towards the previous one moved "
              "along the flow, 0 (off) to 1 (default %(default)s): less flicker")
@@ -358,6 +360,12 @@ class DreamConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# --flow fast (docs/flow.md): with the previous dream carried along the flow a frame need
+# not start over, so two larger steps an octave keep the look of five, in under half the
+# time, with less flicker (measured on real film).
+FLOW_PRESETS = {"fast": dict(flow=True, iter_n=2, step_size=3.0, flow_smooth=0.7)}
 
 
 def expand_layers(names) -> tuple[str, ...]:

@@ -9,8 +9,9 @@ import sys
 
 from dreamer.cli.oneline import OneLineParser
 from dreamer.cli.signals import run, starting
-from dreamer.config import GROUPS, DreamConfig, Setting, default, settings
+from dreamer.config import FLOW_PRESETS, GROUPS, DreamConfig, Setting, default, settings
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 
 
 SCHEDULE_HELP = ("Numbers marked * also take a keyframe schedule, FRAME:(VALUE), ...: e.g. "
@@ -38,6 +39,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def argparse_options(name: str, s: Setting) -> dict:
     """add_argument's keywords for one setting."""
     value = default(name)
+    if name == "flow":  # on/off, or on with a preset's values: --flow fast
+        return {"nargs": "?", "const": True, "default": False, "type": _preset,
+                "metavar": "fast", "help": s.help}
     if s.kind is bool:
         return {"action": "store_true", "help": s.help}
     options = {"default": list(value) if isinstance(value, tuple) and s.nargs else value,
@@ -51,6 +55,13 @@ def argparse_options(name: str, s: Setting) -> dict:
         if getattr(s, key) is not None:
             options[key] = getattr(s, key)
     return options
+
+
+def _preset(text: str) -> str:
+    if text not in FLOW_PRESETS:
+        raise argparse.ArgumentTypeError(f"'{shorten(text)}': write --flow alone, or "
+                                         + " or ".join(f"--flow {p}" for p in FLOW_PRESETS))
+    return text
 
 
 def _typed(s: Setting):
@@ -69,6 +80,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     parser = build_parser(prog)
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--params")
+    first.add_argument("--flow", nargs="?", const=True)
     known, _ = first.parse_known_args(argv)
     if known.params:
         from dreamer.cli import params_file
@@ -77,7 +89,10 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
             parser.set_defaults(**params_file.load(known.params))
         except DreamerError as e:
             parser.exit(2, f"{parser.prog}: error: {e}\n")
+    if known.flow in FLOW_PRESETS:  # its values unless a flag gives them
+        parser.set_defaults(**FLOW_PRESETS[known.flow])
     a = parser.parse_args(argv)
+    a.flow = bool(a.flow)
     missing = [flag for flag, value in (("-i/--input", a.input), ("-o/--output", a.output))
                if value is None]
     if missing:

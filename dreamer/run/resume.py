@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dreamer.config import applies, default, keyed
+from dreamer.config import applies, default, keyed, settings
 from dreamer.run import fingerprint
 from dreamer.dream import schedule
 from dreamer.values.keyframes import Keyframes, LayerKeys
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 from dreamer.video.frames import (FrameSet, commit, discard, frame_name, read_frame,
                                   stage_bytes)
 
@@ -73,8 +74,13 @@ class Plan:
 
 
 def _differences(old: dict, new: dict) -> str:
+    """What differs, as the flags that set it with the values the frames were made with
+    (what to add to resume them): "--flow-smooth was 0.4 (now 0.7), seed was 5 (now 6)"."""
+    flags = {name: f"--{s.long}" for name, s in settings().items() if s.long}
     names = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)] or ["seed"]
-    return ", ".join(names[:4]) + (" differ" if len(names) > 1 else " differs")
+    shown = [f"{flags.get(k, k)} was {shorten(repr(old.get(k)), 40)} "
+             f"(now {shorten(repr(new.get(k)), 40)})" for k in names[:4]]
+    return ", ".join(shown) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def plan_run(manifest, frames: FrameSet, output: Path, params: dict, seed: int | None,

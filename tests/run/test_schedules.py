@@ -358,3 +358,15 @@ def test_a_scheduled_guided_run_resumes_byte_exactly_after_kill_9(tiny_model, tm
     again = subprocess.run(cmd + ["-o", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert frame_bytes(out) == frame_bytes(tmp_path / "whole")
+
+
+def test_other_parameters_name_the_flags_and_the_values_the_frames_were_made_with(
+        tiny_model, tmp_path, clip):
+    """What to add to resume them: the flag and its old value (a default that changed
+    between versions, such as --flow-smooth, shows here too)."""
+    frames, _ = clip
+    first = config(tiny_model, frames, tmp_path / "o", end_frame=2, iter_n=1, jitter=4)
+    dream_sequence(first)
+    with pytest.raises(DreamerError, match=r"\(--iterations was 1 \(now 2\), --jitter was 4 "
+                                           r"\(now 5\)\)"):
+        dream_sequence(dataclasses.replace(first, iter_n=2, jitter=5))
