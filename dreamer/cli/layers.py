@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dreamer.caffe import models
 from dreamer.caffe.net import load_net
+from dreamer.caffe.random_weights import random_net
 from dreamer.caffe.registry import MODELS
 from dreamer.cli import signals
 from dreamer.config import BGR_MEAN, DreamConfig, validate
@@ -51,6 +52,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("-t", "--model_path", help="the model folder (as stage 2's -t)")
     ap.add_argument("-m", "--model_name", default=d.model_name, help="the caffemodel's name")
     ap.add_argument("--prototxt", help="the deploy file")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="a model whose weights are not here: its deploy file alone, with "
+                         "random weights (the shapes and fields are the real net's; the "
+                         "sheet shows what such a net dreams, not the trained one)")
     ap.add_argument("-itr", "--iterations", type=int, default=d.iter_n)
     ap.add_argument("-oct", "--octaves", type=int, default=d.octave_n)
     ap.add_argument("-octs", "--octavescale", type=float, default=d.octave_scale)
@@ -77,9 +82,11 @@ def _layers(args: argparse.Namespace) -> int:
         _check_sheet(Path(args.sheet), args.overwrite)
     image = _image(image_path, args)
     height, width = image.shape[:2] if image is not None else _size(args.size or "540x360")
-    net = load_net(prototxt, caffemodel)
+    net = random_net(prototxt) if args.random_weights else load_net(prototxt, caffemodel)
     rows = layer_rows(net, height, width)
-    info = MODELS.get(model or "") or models.info_for_weights(caffemodel.name)
+    info = MODELS.get(model or "") or models.info_for_weights(caffemodel.name) or next(
+        (m for m in MODELS.values() if m.prototxt == prototxt.name and m.name != "bvlc_googlenet"
+         and prototxt.name != "deploy.prototxt"), None)
     usual = info.layers if info else ("inception_4c/output",)
     # the spread picks layers that take the smallest octave too: each is dreamed there
     sh, sw = octave_sizes(height, width, config.octave_n, config.octave_scale)[-1]
@@ -125,12 +132,36 @@ def _config(args) -> DreamConfig:
 
 
 def _model_files(args, model: str | None) -> tuple[Path, Path]:
+    if args.random_weights:
+        return _deploy_only(args, model)
     if model is not None and Path(model).is_dir():
         return models.resolve(model, args.model_name, args.prototxt)
     if model is not None and model not in MODELS:
         raise DreamerError(f"'{model}' is neither a model from `dreamvideo models list` nor a "
                            "model folder; give one of those, or -t FOLDER")
     return models.resolve(args.model_path, model or args.model_name, args.prototxt)
+
+
+def _deploy_only(args, model: str | None) -> tuple[Path, Path]:
+    """(deploy file, a name for the weights) of a model whose weights need not be here."""
+    if args.prototxt and Path(args.prototxt).is_file():
+        prototxt = Path(args.prototxt)
+    elif model is not None and Path(model).is_dir():
+        prototxt = models.deploy_file(Path(model), args.prototxt)
+    elif args.model_path:
+        prototxt = models.deploy_file(Path(args.model_path), args.prototxt)
+    else:
+        info = MODELS.get(model or "bvlc_googlenet")
+        if info is None:
+            raise DreamerError(f"'{model}' is neither a model from `dreamvideo models list` "
+                               "nor a model folder; give one of those, or --prototxt FILE")
+        found = [d / info.name / info.prototxt for d in models.search_dirs()
+                 if (d / info.name / info.prototxt).is_file()]
+        if not found:
+            raise DreamerError(f"no deploy file of {info.name} here; `dreamvideo models "
+                               f"download {info.name}` fetches it, or give --prototxt FILE")
+        prototxt = found[0]
+    return prototxt, prototxt.with_name("random weights")
 
 
 def _check_sheet(path: Path, overwrite: bool) -> None:

@@ -106,3 +106,23 @@ def test_an_existing_sheet_is_never_replaced_unasked(tiny_model, tmp_path, capsy
     assert layers_main([*args, "--overwrite"]) == 0
     assert Image.open(sheet).size == (96, 40 + LABEL)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "sheet.png"]
+
+
+def test_a_model_whose_weights_are_not_here_lists_and_sheets_on_random_weights(tiny_model,
+                                                                               tmp_path, capsys):
+    """Only the deploy file: the listing is the real net's, the sheet dreams on random
+    weights (issue 23: a sheet for ResNet-50 with random weights)."""
+    import shutil
+
+    folder = tmp_path / "deploy only"
+    folder.mkdir()
+    shutil.copy(tiny_model / "deploy.prototxt", folder / "Tiny-deploy.prototxt")
+    frame = write_frames(tmp_path / "frames", 1, size=(48, 40))[0]
+    sheet = tmp_path / "sheet.png"
+    assert layers_main([str(folder), str(frame), "--random-weights", "-p", "48", "--sheet",
+                        str(sheet), "--layers", "inception_3a/output", "-itr", "1",
+                        "-oct", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("layers of deploy only (Tiny-deploy.prototxt) at 48x40")
+    assert Image.open(sheet).size == (96, 40 + LABEL)
+    assert layers_main([str(folder), "--size", "48x40"]) != 0  # without it: no weights
