@@ -60,6 +60,11 @@ def spread(rows: list[LayerRow], n: int = 11, keep: tuple[str, ...] = ()) -> lis
     nearest pick."""
     pool = [r for r in rows if r.fits and r.field is not None and r.type in SPREAD_TYPES
             and not r.name.startswith(("data", "input"))]
+    if any(r.type == "Eltwise" for r in pool):
+        # a residual net: its blocks end in their sums (res4f), not in the convolutions of
+        # their branches (res4f_branch2a); the stem's first convolution stays
+        stem = next((r for r in pool if r.type == "Convolution"), None)
+        pool = [r for r in pool if r.type in ("Eltwise", "Pooling") or r is stem]
     # a block's output is the last layer writing into its name's prefix: inception_4c/...
     # gives inception_4c/output; a plain net's convolutions are their own blocks
     blocks: dict[str, LayerRow] = {}

@@ -126,3 +126,18 @@ def test_a_model_whose_weights_are_not_here_lists_and_sheets_on_random_weights(t
     assert out.startswith("layers of deploy only (Tiny-deploy.prototxt) at 48x40")
     assert Image.open(sheet).size == (96, 40 + LABEL)
     assert layers_main([str(folder), "--size", "48x40"]) != 0  # without it: no weights
+
+
+def test_a_residual_net_s_spread_takes_its_blocks_sums():
+    """ResNet names no block with a '/': its blocks end in their Eltwise sums."""
+    from dreamer.dream.sheet import LayerRow
+
+    rows = [LayerRow("conv1", "Convolution", (1, 8, 8), 7, 2),
+            LayerRow("pool1", "Pooling", (1, 4, 4), 11, 4)]
+    for block in ("res2a", "res2b", "res3a", "res3b"):
+        rows += [LayerRow(f"{block}_branch2a", "Convolution", (1, 4, 4), 19, 4),
+                 LayerRow(f"{block}_branch2b", "Convolution", (1, 4, 4), 27, 4),
+                 LayerRow(block, "Eltwise", (1, 4, 4), 27, 4),
+                 LayerRow(f"{block}_relu", "ReLU", (1, 4, 4), 27, 4)]
+    assert spread(rows, 11) == ["conv1", "pool1", "res2a", "res2b", "res3a", "res3b"]
+    assert spread(rows, 3) == ["conv1", "res2a", "res3b"]  # indices 0, 2.5 -> 2, 5
