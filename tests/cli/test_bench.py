@@ -194,10 +194,14 @@ def test_random_weights_bench_prints_real_figures(tiny, capsys):
                               torch.device("cpu"))
     assert gflop > 0
     for row in rows:
+        # s/frame is printed to 0.01 s, and the tiny net on an idle fast machine can take
+        # under 5 ms a frame ("0.00"): GFLOP/s is then checked within that rounding
         seconds, mb = float(row[3]), float(row[7])
-        assert 0 < seconds < 60 and 10 < mb < 10_000
-        assert row[4] == f"{gflop:.1f}" and float(row[5]) == pytest.approx(
-            gflop / seconds, abs=0.051)
+        assert 0 <= seconds < 60 and 10 < mb < 10_000
+        assert row[4] == f"{gflop:.1f}"
+        if seconds >= 0.01:
+            assert float(row[5]) == pytest.approx(gflop / seconds,
+                                                  rel=0.005 / seconds + 0.01, abs=0.051)
     memory = [line for line in out.splitlines() if "in a fresh process" in line]
     assert len(memory) == 1 and "80x64 inception_4c/output" in memory[0]
     mb = float(memory[0].split("peak memory ")[1].split()[0])

@@ -178,7 +178,7 @@ def test_rerun_with_other_parameters_refuses_unless_overwrite(reference, tiny_mo
     before = tree_hashes(out)
     r = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
                                  "-s", "3"), capture_output=True, text=True)
-    assert r.returncode == 2 and "step_size differs" in r.stderr and "--overwrite" in r.stderr
+    assert r.returncode == 2 and "--stepsize was 1.5 (now 3.0)" in r.stderr and "--overwrite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert tree_hashes(out) == before
     ok = here(dream_cmd(reference / "frames", out, tiny_model, "--seed", 5, "-ef", 2,
@@ -199,7 +199,7 @@ def test_frames_of_another_seed_are_not_done_for_a_given_seed(clip, tiny_model, 
     for ef in (2, 3):  # the same range (all "done"), and one frame more (a "resume")
         r = here(dream_cmd(clip / "frames", out, tiny_model, "--seed", 6, "-ef", ef, "-v", 1))
         assert r.returncode == 2, r.stderr
-        assert "seed differs" in r.stderr and "--overwrite" in r.stderr
+        assert re.search(r"--seed was \d+ \(now \d+\)", r.stderr) and "--overwrite" in r.stderr
         assert "nothing to do" not in r.stderr and "resuming" not in r.stderr
         assert tree_hashes(out) == before
     r = here(dream_cmd(clip / "frames", out, tiny_model, "--seed", 6, "-ef", 2, "-v", 1,
