@@ -111,6 +111,12 @@ def resolve(model_path: str | None, model_name: str,
         if not folder.is_dir():
             raise DreamerError(f"model folder {folder} does not exist; point -t/--model_path "
                                "at the folder holding the deploy file and the caffemodel")
+        if model_name in MODELS:  # -t FOLDER -m resnet50: that model's own file names
+            info = MODELS[model_name]
+            model_name = info.caffemodel
+            if prototxt is None and not (folder / "deploy.prototxt").is_file() \
+                    and (folder / info.prototxt).is_file():
+                prototxt = info.prototxt
         return deploy_file(folder, prototxt), weights_file(folder, model_name)
     info = MODELS.get(model_name) or info_for_weights(model_name)
     weights = info.caffemodel if info else model_name

@@ -340,3 +340,10 @@ def test_a_deploy_file_that_is_not_the_pinned_one_is_refused(served, tmp_path):
     with pytest.raises(DreamerError, match=r"deploy.prototxt has sha256 .* not the published"):
         models.download(model, tmp_path / "m", quiet=True)
     assert not (tmp_path / "m/tiny/deploy.prototxt").exists()
+
+
+def test_t_folder_with_a_registry_name_takes_that_model_s_file_names(tmp_path):
+    folder = folder_with(tmp_path, "ResNet-50-deploy.prototxt", "other-deploy.prototxt",
+                         "ResNet-50-model.caffemodel", "x.caffemodel")
+    assert models.resolve(str(folder), "resnet50") == (folder / "ResNet-50-deploy.prototxt",
+                                                       folder / "ResNet-50-model.caffemodel")
