@@ -202,10 +202,9 @@ def connect(ray, address: str | None) -> Reaper:
 
 
 def ray_environment(address: str | None) -> None:
-    """Ray's settings from the environment, before Ray is imported (it reads them once)."""
-    # Ray's C++ client prints a warning a second while it waits for a cluster that does
-    # not answer as one; the one line a failure gives says it all
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    """Ray's settings from the environment, before Ray is imported (it reads them once).
+    (RAY_BACKEND_LOG_LEVEL would quiet the warnings a failing join prints, but Ray then
+    prints a line of its own saying it was set, on every run.)"""
     if address is not None and _has_auth_token():
         # `ray start --head` enables token auth and saves the token, but a driver joining
         # by address sends it only in token mode (Ray 2.60 refused it as "Authentication
