@@ -65,15 +65,17 @@ def get_info(name: str) -> ModelInfo:
     return MODELS[name]
 
 
-def deploy_file(folder: Path, prototxt: str | None = None) -> Path:
+def deploy_file(folder: Path, prototxt: str | None = None, usual: str | None = None) -> Path:
     """The deploy net of a model folder: `prototxt` if given (a path, or a name inside
-    the folder), else deploy.prototxt, else the folder's one *.prototxt / *.protxt
-    (solvers and training nets left out)."""
+    the folder), else deploy.prototxt, else `usual` (a registry model's own name for it)
+    when the folder holds it, else the folder's one *.prototxt / *.protxt (solvers and
+    training nets left out)."""
     if prototxt:
         inside = folder / prototxt
         return inside if inside.is_file() or not Path(prototxt).is_file() else Path(prototxt)
-    if (folder / "deploy.prototxt").is_file():
-        return folder / "deploy.prototxt"
+    for name in ("deploy.prototxt", usual):
+        if name and (folder / name).is_file():
+            return folder / name
     found = sorted(p for p in [*folder.glob("*.prototxt"), *folder.glob("*.protxt")]
                    if p.is_file()
                    and not p.name.lower().startswith(NOT_DEPLOY))
@@ -111,22 +113,16 @@ def resolve(model_path: str | None, model_name: str,
         if not folder.is_dir():
             raise DreamerError(f"model folder {folder} does not exist; point -t/--model_path "
                                "at the folder holding the deploy file and the caffemodel")
-        if model_name in MODELS:  # -t FOLDER -m resnet50: that model's own file names
-            info = MODELS[model_name]
-            model_name = info.caffemodel
-            if prototxt is None and not (folder / "deploy.prototxt").is_file() \
-                    and (folder / info.prototxt).is_file():
-                prototxt = info.prototxt
-        return deploy_file(folder, prototxt), weights_file(folder, model_name)
+        info = MODELS.get(model_name)  # -t FOLDER -m resnet50: that model's own file names
+        return (deploy_file(folder, prototxt, info and info.prototxt),
+                weights_file(folder, info.caffemodel if info else model_name))
     info = MODELS.get(model_name) or info_for_weights(model_name)
     weights = info.caffemodel if info else model_name
     folder_name = info.name if info else Path(model_name).stem
     for base in search_dirs():
         folder = base / folder_name
         if (folder / weights).is_file():
-            preferred = prototxt or (info.prototxt if info and not
-                                     (folder / "deploy.prototxt").is_file() else None)
-            return deploy_file(folder, preferred), folder / weights
+            return deploy_file(folder, prototxt, info and info.prototxt), folder / weights
     looked = ", ".join(str(d / folder_name) for d in search_dirs())
     hint = (f"download it with `dreamvideo models download {info.name}`" if info
             else "put it in one of those folders")
@@ -134,9 +130,18 @@ def resolve(model_path: str | None, model_name: str,
                        "point -t/--model_path at the folder holding it and its deploy file")
 
 
-def sha1_file(path: Path) -> str:
+def sha1_file(path: Path, algorithm: str = "sha1") -> str:
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha1").hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def _refuse(part: Path, dest: Path, why: str) -> DreamerError:
+    """A download whose checksum is wrong: kept beside as NAME.bad (never under its real
+    name), and the one line saying so."""
+    bad = dest.with_name(dest.name + ".bad")
+    part.replace(bad)
+    return DreamerError(f"the downloaded {dest.name} {why} (kept as {bad.name}); run the "
+                        "download again")
 
 
 class _Bar:
@@ -248,14 +253,10 @@ def _fetch_prototxt(info: ModelInfo, folder: Path, quiet: bool) -> None:
     prototxt = folder / info.prototxt
     part = fetch(info.prototxt_url, prototxt, f"{info.name} deploy file", quiet=quiet)
     if info.prototxt_sha256:
-        with open(part, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        digest = sha1_file(part, "sha256")
         if digest != info.prototxt_sha256:
-            bad = prototxt.with_name(prototxt.name + ".bad")
-            part.replace(bad)
-            raise DreamerError(f"the downloaded {prototxt.name} has sha256 {digest}, not the "
-                               f"published file's {info.prototxt_sha256} (kept as {bad.name});"
-                               " run the download again")
+            raise _refuse(part, prototxt, f"has sha256 {digest}, not the published file's "
+                                          f"{info.prototxt_sha256}")
     part.replace(prototxt)
 
 
@@ -271,11 +272,8 @@ def _download_checked(info: ModelInfo, fetched: Path, folder: Path, quiet: bool)
     if info.weights_sha1 is None:
         _record(fetched, digest)
     elif digest != info.weights_sha1:
-        bad = fetched.with_name(fetched.name + ".bad")
-        part.replace(bad)
-        raise DreamerError(f"the downloaded {fetched.name} has sha1 {digest}, expected "
-                           f"{info.weights_sha1}: it is corrupt (kept as {bad.name}); run the "
-                           "download again")
+        raise _refuse(part, fetched, f"has sha1 {digest}, expected {info.weights_sha1}: it is "
+                                     "corrupt")
     part.replace(fetched)
 
 
