@@ -95,8 +95,7 @@ class CaffeNet(nn.Module):
 
     def check_end(self, end: str) -> str:
         if end not in self._index:
-            raise DreamerError(f"unknown layer '{shorten(end)}'; valid layers: "
-                               f"{', '.join(self.layer_names)}")
+            raise unknown_layer(end, self.layer_names)
         return end
 
     def forward(self, x: torch.Tensor, end: str | None = None) -> torch.Tensor:
@@ -147,14 +146,23 @@ def _meta_copy(layer: nn.Module) -> nn.Module:
     return clone
 
 
-def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True,
-             fuse: bool = True) -> CaffeNet:
-    """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet (with
-    `fuse`, ReLUs that only feed a max pool run after it, on the smaller blob)."""
+def unknown_layer(end: str, names: list[str]) -> DreamerError:
+    return DreamerError(f"unknown layer '{shorten(end)}'; valid layers: {', '.join(names)}")
+
+
+def check_model_files(prototxt: Path, caffemodel: Path) -> None:
+    """Both files of a model are there, else one line saying which and how to point at it."""
     for path, what in ((prototxt, "model definition"), (caffemodel, "model weights")):
         if not Path(path).is_file():
             raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
                                "folder and -m/--model_name at its .caffemodel")
+
+
+def load_net(prototxt: Path, caffemodel: Path, channels_last: bool = True,
+             fuse: bool = True) -> CaffeNet:
+    """Reads a deploy prototxt and its caffemodel into a ready, frozen CaffeNet (with
+    `fuse`, ReLUs that only feed a max pool run after it, on the smaller blob)."""
+    check_model_files(prototxt, caffemodel)
     spec = net_spec(proto.read_prototxt(prototxt), proto.read_caffemodel(caffemodel))
     try:
         net = CaffeNet(spec, channels_last, fuse)

@@ -174,7 +174,7 @@ def _shutdown(ray) -> None:
         pass
 
 
-def connect(ray, address: str | None) -> Reaper:
+def connect(ray, address: str | None) -> reaper.Reaper:
     """Joins the Ray cluster at `address`, or starts one on this machine (None, with a
     reaper that takes it down should the run be killed); Ray's own logging stays in its
     log files."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dreamer.dream.guides import IMAGE_SUFFIXES, check_readable, folder_images, identity
 from dreamer.errors import DreamerError
+from dreamer.values.expr import shorten
 from dreamer.video import guide_video
 from dreamer.video.extract import find_record
 
@@ -20,14 +21,11 @@ def guide_images(path: str, guide_fps: float | None, frames_folder: Path, last: 
     enters the run's parameters, so another guide never passes for this one. A video
     is decoded up to the run's `last` frame: guide frame k guides film frame k."""
     p = Path(path)
-    if not p.exists():
-        raise DreamerError(f"guide image, folder or video {path} not found; check "
-                           "-gi/--guide-image")
-    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+    images = still_images(p)
+    if images is not None:
         if guide_fps is not None:
             raise DreamerError("--guide-fps applies to a guide video; a folder's or an "
                                "image's frames are taken one per dreamed frame")
-        images = folder_images(p) if p.is_dir() else [p]
         check_readable(images)
         kind = "folder" if p.is_dir() else "image"
         return images, {"kind": kind, "sha1": identity(images), "frames": len(images)}
@@ -37,6 +35,16 @@ def guide_images(path: str, guide_fps: float | None, frames_folder: Path, last: 
     fps = Fraction(guide_fps).limit_denominator(1001) if guide_fps else _film_rate(frames_folder)
     images, record = guide_video.decode(p, cache_root, fps, last, say)
     return images, {"kind": "video", **record}
+
+
+def still_images(p: Path) -> list[Path] | None:
+    """A guide image's or folder's images (None: a video); one line when it is not there."""
+    if not p.exists():
+        raise DreamerError(f"guide image, folder or video {shorten(str(p))} not found; check "
+                           "-gi/--guide-image")
+    if p.is_dir() or p.suffix.lower() in IMAGE_SUFFIXES:
+        return folder_images(p) if p.is_dir() else [p]
+    return None
 
 
 def _film_rate(frames_folder: Path) -> Fraction | None:

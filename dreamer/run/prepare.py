@@ -10,22 +10,21 @@ from pathlib import Path
 import torch
 
 from dreamer.caffe import autotune, models, proto
-from dreamer.caffe.net import CaffeNet, load_net
+from dreamer.caffe.net import CaffeNet, check_model_files, load_net, unknown_layer
 from dreamer.caffe.spec import net_spec
 from dreamer.config import DreamConfig, validate
 from dreamer.dream import schedule, tiles
 from dreamer.dream.flow import FlowCache
-from dreamer.dream.guides import IMAGE_SUFFIXES, check_readable, folder_images
+from dreamer.dream.guides import check_readable
 from dreamer.errors import DreamerError
 from dreamer.run import resume, threads
 from dreamer.run.device import pick_device
 from dreamer.run.fit import check_memory, check_octaves, check_tiling
 from dreamer.run.frame import FrameDreamer, OctaveReporter, Setup, guide_of
-from dreamer.run.guide_source import guide_images
+from dreamer.run.guide_source import guide_images, still_images
 from dreamer.run.lock import OutputLock
 from dreamer.run.manifest import model_record
 from dreamer.run.progress import Progress
-from dreamer.values.expr import shorten
 from dreamer.values.tile import parse_tile
 from dreamer.video.frames import FrameSet, common_size, find_frames, prepare_output, preview_size
 
@@ -47,23 +46,15 @@ def check_inputs(config: DreamConfig) -> None:
     (`dreamvideo all` calls it before stage 1): the model's files are there, every end
     layer is in its deploy net, and a guide image or folder is there and readable."""
     files = model_files(config)
-    for path, what in ((files["prototxt"], "model definition"),
-                       (files["caffemodel"], "model weights")):
-        if not path.is_file():
-            raise DreamerError(f"{what} {path} not found; point -t/--model_path at the model "
-                               "folder and -m/--model_name at its .caffemodel")
+    check_model_files(files["prototxt"], files["caffemodel"])
     names = [layer.name for layer in net_spec(proto.read_prototxt(files["prototxt"])).layers]
     for layer in config.end_layers:
         if layer not in names:
-            raise DreamerError(f"unknown layer '{shorten(layer)}'; valid layers: "
-                               f"{', '.join(names)}")
+            raise unknown_layer(layer, names)
     if config.guide_image:
-        guide = Path(config.guide_image)
-        if not guide.exists():
-            raise DreamerError(f"guide image, folder or video {shorten(str(guide))} not found;"
-                               " check -gi/--guide-image")
-        if guide.is_dir() or guide.suffix.lower() in IMAGE_SUFFIXES:
-            check_readable(folder_images(guide) if guide.is_dir() else [guide])
+        images = still_images(Path(config.guide_image))
+        if images is not None:
+            check_readable(images)
 
 
 def model_files(config: DreamConfig) -> dict[str, Path]:

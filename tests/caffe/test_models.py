@@ -192,7 +192,7 @@ def test_an_existing_file_with_another_checksum_is_never_touched(served, tmp_pat
 
 # --- any deploy file (issue 23) -------------------------------------------------------------
 
-def folder_with(tmp_path, *names) -> "Path":
+def folder_with(tmp_path, *names):
     folder = tmp_path / "zoo model"
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
