@@ -774,6 +774,15 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line; empty when it ended between listing and reading (the
+    wrapper's own short-lived children do)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_kill_9_takes_ffmpeg_along_and_the_next_run_cleans_up(ff, clips, tmp_path):
     """kill -9 of Python mid-encode: its ffmpeg dies with it; the hidden partial video and
@@ -786,8 +795,7 @@ def test_kill_9_takes_ffmpeg_along_and_the_next_run_cleans_up(ff, clips, tmp_pat
                             cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
     encoder = []
     for _ in range(400):
-        encoder = [p for p in _children(proc.pid)
-                   if (Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep"))]
+        encoder = [p for p in _children(proc.pid) if _cmdline(p).startswith(b"sleep")]
         if encoder:
             break
         time.sleep(0.05)
